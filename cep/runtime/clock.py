@@ -1,0 +1,88 @@
+"""Event-time watermarks.
+
+A source partition's watermark is `max event time seen - max_out_of_orderness - 1`
+(Flink's BoundedOutOfOrderness: an event whose time equals the watermark is already
+late). The clock's watermark is the minimum over active partitions. A partition that
+has been quiet for `idle_ms` of wall-clock time stops holding the others back; when
+every partition is quiet the watermark moves on with the wall clock, so timers for
+things that did *not* happen still fire on a quiet stream. The watermark never goes
+back. A bounded input ends with `finish()`: watermark +infinity.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+
+NEG_INF = float("-inf")
+POS_INF = float("inf")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Clock:
+    __slots__ = ("_last_seen", "_max_ts", "_wm", "idle_ms", "now", "ooo_ms")
+
+    def __init__(
+        self,
+        ooo_ms: int = 0,
+        idle_ms: int | None = None,
+        now: Callable[[], int] = wall_ms,
+    ) -> None:
+        if ooo_ms < 0:
+            raise ValueError("max out-of-orderness must be >= 0")
+        self.ooo_ms = ooo_ms
+        self.idle_ms = idle_ms
+        self.now = now
+        self._max_ts: dict[Hashable, int] = {}
+        self._last_seen: dict[Hashable, int] = {}
+        self._wm: float = NEG_INF
+
+    @property
+    def watermark(self) -> float:
+        return self._wm
+
+    def is_late(self, ts: int) -> bool:
+        return ts <= self._wm
+
+    def observe(self, partition: Hashable, max_ts: int | None) -> None:
+        """Record a batch from `partition` whose largest (valid, on-time) time is max_ts."""
+        self._last_seen[partition] = self.now()
+        if max_ts is not None and max_ts > self._max_ts.get(partition, -(2**62)):
+            self._max_ts[partition] = max_ts
+
+    def partitions(self) -> dict[Hashable, int]:
+        return dict(self._max_ts)
+
+    def advance(self) -> float:
+        """Recompute the watermark from the partitions; returns it."""
+        if not self._max_ts:
+            return self._wm
+        lag = self.ooo_ms + 1
+        if self.idle_ms is None:
+            cand = min(self._max_ts.values()) - lag
+        else:
+            now = self.now()
+            active = [
+                ts for p, ts in self._max_ts.items()
+                if now - self._last_seen.get(p, now) < self.idle_ms
+            ]
+            if active:
+                cand = min(active) - lag
+            else:
+                # all quiet: move on with the wall clock since the last event
+                last = max(self._last_seen.values())
+                cand = max(self._max_ts.values()) - lag + (now - last)
+        if cand > self._wm:
+            self._wm = cand
+        return self._wm
+
+    def finish(self) -> float:
+        self._wm = POS_INF
+        return self._wm
+
+    def restore(self, watermark: float, partitions: dict[Hashable, int]) -> None:
+        self._wm = watermark
+        self._max_ts = dict(partitions)

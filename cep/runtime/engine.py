@@ -1,0 +1,499 @@
+"""The engine: many compiled patterns, keyed, in event time.
+
+Batches cross this boundary, not events. For each batch:
+
+1. per clock (one per distinct time field; usually one): read each event's time;
+   missing or unparseable time, a time too far in the future, or a time at or before
+   the watermark (late) make a dead letter with that reason, never a silent drop;
+2. the clock observes the batch and recomputes its watermark;
+3. per pattern: the generated prefilter reads the key and drops events that cannot
+   matter (no object is made for them); `let` values (model scores) are computed for
+   the batch; relevant events wait in a heap ordered by (time, order-by fields,
+   arrival) until the watermark passes them;
+4. per pattern: buffered events with time <= watermark are fed in that order, each
+   after advancing its key's time (Flink: advanceTime(t) then process); then timers
+   up to the watermark fire (windows, trailing `then not`, `on timeout emit`);
+5. completed and timed-out matches become alerts, with `emit` scores computed per
+   batch, `when` applied, and a deterministic `alert_id`.
+
+Per-key state exists only while the key has partial matches, held matches, buffered
+events or pending timers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+from typing import Any
+
+import orjson
+
+from cep.compiler.env import path_get, to_ms
+from cep.compiler.plan import CompiledPattern, EmitPlan
+from cep.errors import ModelError
+from cep.runtime.clock import Clock, wall_ms
+from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output, Run, match_events
+
+ScoreFn = Callable[[str, Sequence[str], list[tuple[Any, ...]]], Sequence[float]]
+ARRIVAL = ("$arrival",)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine treats time and how much state a key may hold."""
+
+    max_out_of_orderness_ms: int = 0
+    idle_timeout_ms: int | None = None
+    max_future_skew_ms: int | None = None
+    default_time_field: tuple[str, ...] = ("ts",)
+    stream_time_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    max_runs_per_key: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    event: Any  # the decoded event (or raw bytes/text when it could not be decoded)
+    position: Any  # where it came from: (file, line) / (topic, partition, offset) / None
+    reason: str  # malformed | missing_time | bad_time | future_timestamp | late | ...
+    detail: str = ""
+
+
+class Alert:
+    """An alert record (the JSON object of architecture.md) and where it goes."""
+
+    __slots__ = ("key", "record", "topic")
+
+    def __init__(self, topic: str | None, key: Any, record: dict[str, Any]) -> None:
+        self.topic = topic
+        self.key = key
+        self.record = record
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"Alert({r['pattern']}, {r['kind']}, key={r['key']!r}, time={r['time']})"
+
+
+@dataclass
+class BatchResult:
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def extend(self, other: BatchResult) -> None:
+        self.alerts.extend(other.alerts)
+        self.dead_letters.extend(other.dead_letters)
+
+
+def _sortable(v: Any) -> tuple[int, Any]:
+    if v.__class__ in (int, float):
+        return (0, v)
+    if v.__class__ is str:
+        return (1, v)
+    if v is None:
+        return (3, 0)
+    return (2, repr(v))
+
+
+def event_identity(data: Any) -> str:
+    """A stable identity for an event: its `id` field, else a hash of its content."""
+    if isinstance(data, dict):
+        i = data.get("id")
+        if isinstance(i, (str, int)) and not isinstance(i, bool):
+            return f"id:{i}"
+    blob = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return "h:" + hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def key_json(key: Any) -> Any:
+    if key == ():
+        return None
+    if isinstance(key, tuple):
+        return list(key)
+    return key
+
+
+class PatternRuntime:
+    """One compiled pattern's live state: keys, buffered events, timers."""
+
+    def __init__(self, plan: CompiledPattern, engine: Engine, clock_key: tuple[str, ...]) -> None:
+        self.plan = plan
+        self.engine = engine
+        self.clock_key = clock_key
+        self.matcher = Matcher(plan, engine._on_error)
+        self.states: dict[Any, KeyState] = {}
+        self.heap: list[tuple[Any, ...]] = []
+        self.timers: list[tuple[float, int, Any]] = []
+        self._tick = count()
+        self.stats: Counter[str] = Counter()
+
+    # -- ingest
+
+    def _create(self, key: Any) -> KeyState:
+        ks = KeyState(key)
+        self.states[key] = ks
+        return ks
+
+    def applies(self, stream: str | None) -> bool:
+        s = self.plan.streams
+        return s is None or stream is None or stream in s
+
+    def ingest(self, ds: list[Any], tss: list[int], pos: list[Any]) -> None:
+        plan = self.plan
+        cands: list[tuple[int, Any]] = []
+        if not plan.let_names:
+            plan.prefilter(ds, tss, self.states.get, self._create, cands)
+            selected = [(i, ks, None) for i, ks in cands]
+        else:
+            plan.prefilter(ds, tss, None, None, cands)
+            selected = self._with_lets(ds, tss, cands)
+        if not selected:
+            return
+        heap = self.heap
+        arrival = self.engine._arrival
+        order_by = plan.order_by
+        push = heapq.heappush
+        for i, ks, lets in selected:
+            ts = tss[i]
+            d = ds[i]
+            ob = tuple(_sortable(path_get(d, p)) for p in order_by) if order_by else ()
+            ks.nbuf += 1
+            push(heap, (ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
+        self.stats["buffered"] += len(selected)
+
+    def _with_lets(
+        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]]
+    ) -> list[tuple[int, KeyState, Any]]:
+        plan = self.plan
+        scores = self.engine._score_rows(
+            plan.let_score_calls,
+            [plan.let_feats(ds[i], tss[i], k) for i, k in keyed] if plan.let_score_calls else [],
+            len(keyed),
+        )
+        out = []
+        get = self.states.get
+        for j, (i, k) in enumerate(keyed):
+            d, ts = ds[i], tss[i]
+            lets = plan.lets_of(d, ts, k, scores[j])
+            ks = get(k)
+            if ks is None:
+                if not plan.start_rel(d, ts, k, lets):
+                    continue
+                ks = self._create(k)
+            elif not plan.any_rel(d, ts, k, lets):
+                continue
+            out.append((i, ks, lets))
+        return out
+
+    # -- time
+
+    def drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        heap = self.heap
+        m = self.matcher
+        seq = self.engine._seq
+        pop = heapq.heappop
+        outs: list[Output] = []
+        while heap and heap[0][0] <= watermark:
+            ts, _, _, ks, ev = pop(heap)
+            ks.nbuf -= 1
+            ev.seq = next(seq)
+            m.advance(ks, ts, outs)
+            m.process(ks, ev, outs)
+            if outs:
+                out.extend((self, ks.key, o) for o in outs)
+                outs = []
+            self._settle(ks)
+        timers = self.timers
+        while timers and timers[0][0] <= watermark:
+            d, _, key = pop(timers)
+            ks = self.states.get(key)
+            if ks is None or ks.deadline != d:
+                continue
+            ks.deadline = INF
+            m.advance(ks, watermark, outs)
+            if outs:
+                out.extend((self, ks.key, o) for o in outs)
+                outs = []
+            self._settle(ks)
+
+    def _settle(self, ks: KeyState) -> None:
+        """After a key changed: enforce limits, release it if empty, else reschedule."""
+        runs = ks.runs
+        limit = self.engine.config.max_runs_per_key
+        if len(runs) > limit:
+            runs.sort(key=lambda r: (r.start_ts, r.start_seq))
+            evicted = len(runs) - limit
+            del runs[:evicted]
+            self.stats["runs_evicted"] += evicted
+        if ks.idle():
+            self.states.pop(ks.key, None)
+            return
+        d = self.matcher.next_deadline(ks)
+        if d != ks.deadline:
+            ks.deadline = d
+            if d < INF:
+                heapq.heappush(self.timers, (d, next(self._tick), ks.key))
+
+    # -- introspection
+
+    def live_runs(self) -> int:
+        return sum(len(ks.runs) for ks in self.states.values())
+
+    def pending_timers(self) -> int:
+        return sum(1 for ks in self.states.values() if ks.deadline < INF)
+
+
+class Engine:
+    """Runs compiled patterns over batches of decoded events."""
+
+    def __init__(
+        self,
+        plans: Iterable[CompiledPattern],
+        config: EngineConfig | None = None,
+        *,
+        scorer: ScoreFn | None = None,
+        now_ms: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.scorer = scorer
+        self.now_ms = now_ms
+        self.clocks: dict[tuple[str, ...], Clock] = {}
+        self.runtimes: list[PatternRuntime] = []
+        self.metrics: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._seq = count(1)
+        self._arrival = count()
+        for plan in plans:
+            self.add(plan)
+
+    # -- patterns
+
+    def add(self, plan: CompiledPattern) -> PatternRuntime:
+        if plan.models and self.scorer is None:
+            raise ModelError(
+                f"pattern {plan.name!r} scores with {sorted(plan.models)} but the engine has "
+                "no model registry: load the models (cep backtest --models DIR)"
+            )
+        ck = ARRIVAL if plan.time_arrival else (plan.time_field or ())
+        if ck not in self.clocks:
+            idle = self.config.idle_timeout_ms
+            ooo = 0 if ck == ARRIVAL else self.config.max_out_of_orderness_ms
+            self.clocks[ck] = Clock(ooo, idle if ck != ARRIVAL else None, self.now_ms)
+        rt = PatternRuntime(plan, self, ck)
+        self.runtimes.append(rt)
+        return rt
+
+    def remove(self, rt: PatternRuntime) -> None:
+        self.runtimes.remove(rt)
+
+    # -- processing
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.metrics["condition_errors"] += 1
+        if len(self.errors) < 100:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _time_field(self, ck: tuple[str, ...], stream: str | None) -> tuple[str, ...]:
+        if ck:
+            return ck
+        if stream is not None and stream in self.config.stream_time_fields:
+            return self.config.stream_time_fields[stream]
+        return self.config.default_time_field
+
+    def process(
+        self,
+        events: Sequence[Any],
+        *,
+        stream: str | None = None,
+        partition: Hashable = 0,
+        positions: Sequence[Any] | None = None,
+    ) -> BatchResult:
+        """Feed one batch of decoded events (dicts). Returns alerts and dead letters."""
+        result = BatchResult()
+        n = len(events)
+        if n == 0:
+            return result
+        self.metrics["events_in"] += n
+        pos: Sequence[Any] = positions if positions is not None else [None] * n
+        runtimes = [rt for rt in self.runtimes if rt.applies(stream)]
+        dead: dict[int, DeadLetter] = {}
+        outs: list[tuple[PatternRuntime, Any, Output]] = []
+        by_clock: dict[tuple[str, ...], list[PatternRuntime]] = {}
+        for rt in runtimes:
+            by_clock.setdefault(rt.clock_key, []).append(rt)
+        for ck, rts in by_clock.items():
+            clock = self.clocks[ck]
+            if ck == ARRIVAL:
+                now = self.now_ms()
+                wm = clock.watermark
+                now = max(now, int(wm) + 1) if wm > -INF else now
+                ds = list(events)
+                tss = [now] * n
+                ps = list(pos)
+                clock.observe(partition, now)
+                clock._wm = now  # arrival time: every event is due at once
+            else:
+                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead)
+                clock.observe(partition, max(tss) if tss else None)
+                clock.advance()
+            for rt in rts:
+                if ds:
+                    rt.ingest(ds, tss, ps)
+            wm = clock.watermark
+            for rt in rts:
+                rt.drain(wm, outs)
+        for i in sorted(dead):
+            result.dead_letters.append(dead[i])
+            self.metrics[f"dead_letter.{dead[i].reason}"] += 1
+        result.alerts = self._alerts(outs)
+        return result
+
+    def _timed(
+        self,
+        events: Sequence[Any],
+        pos: Sequence[Any],
+        tf: tuple[str, ...],
+        clock: Clock,
+        dead: dict[int, DeadLetter],
+    ) -> tuple[list[Any], list[int], list[Any]]:
+        ds: list[Any] = []
+        tss: list[int] = []
+        ps: list[Any] = []
+        wm = clock.watermark
+        skew = self.config.max_future_skew_ms
+        limit = self.now_ms() + skew if skew is not None else INF
+        single = tf[0] if len(tf) == 1 else None
+        for i, d in enumerate(events):
+            if d.__class__ is not dict:
+                dead.setdefault(i, DeadLetter(d, pos[i], "malformed", "an event is a JSON object"))
+                continue
+            raw = d.get(single) if single is not None else path_get(d, tf)
+            t = raw if raw.__class__ is int else to_ms(raw)
+            if t is None:
+                reason = "missing_time" if raw is None else "bad_time"
+                dead.setdefault(i, DeadLetter(d, pos[i], reason, f"time field {'.'.join(tf)}={raw!r}"))
+            elif t > limit:
+                dead.setdefault(
+                    i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
+                )
+            elif t <= wm:
+                dead.setdefault(i, DeadLetter(d, pos[i], "late", f"time {t} <= watermark {int(wm)}"))
+            else:
+                ds.append(d)
+                tss.append(t)
+                ps.append(pos[i])
+        return ds, tss, ps
+
+    def tick(self) -> BatchResult:
+        """Advance idle clocks with the wall clock and fire due timers (no events)."""
+        outs: list[tuple[PatternRuntime, Any, Output]] = []
+        for ck, clock in self.clocks.items():
+            if ck == ARRIVAL:
+                clock._wm = max(clock.watermark, self.now_ms())
+            else:
+                clock.advance()
+            for rt in self.runtimes:
+                if rt.clock_key == ck:
+                    rt.drain(clock.watermark, outs)
+        return BatchResult(self._alerts(outs), [])
+
+    def finish(self) -> BatchResult:
+        """End of a bounded input: watermark +infinity fires every pending window."""
+        outs: list[tuple[PatternRuntime, Any, Output]] = []
+        for ck, clock in self.clocks.items():
+            clock.finish()
+            for rt in self.runtimes:
+                if rt.clock_key == ck:
+                    rt.drain(INF, outs)
+        return BatchResult(self._alerts(outs), [])
+
+    # -- alerts
+
+    def _score_rows(
+        self, calls: Sequence[Any], feats: list[tuple[Any, ...]], n: int
+    ) -> list[tuple[Any, ...]]:
+        """Per row, the results of each score call: one vectorised call per model."""
+        if not calls:
+            return [()] * n
+        assert self.scorer is not None
+        columns = []
+        for j, call in enumerate(calls):
+            names = [name for name, _ in call.features]
+            rows = [f[j] for f in feats]
+            columns.append(list(self.scorer(call.model, names, rows)))
+        return [tuple(col[i] for col in columns) for i in range(n)]
+
+    def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:
+        if not outs:
+            return []
+        alerts: list[Alert] = []
+        # group per (pattern, kind) so scores are computed in one call per batch
+        groups: dict[tuple[int, str], list[tuple[PatternRuntime, Any, Run, int]]] = {}
+        for rt, key, (kind, run, t) in outs:
+            groups.setdefault((id(rt), kind), []).append((rt, key, run, int(t)))
+        now = self.now_ms()
+        detected = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
+        detected = detected.replace("+00:00", "Z")
+        for (_, kind), items in groups.items():
+            rt = items[0][0]
+            plan = rt.plan
+            emit: EmitPlan | None = plan.emit if kind == "match" else plan.timeout
+            if emit is None:
+                continue
+            feats = (
+                [emit.feats(run.path, key, t) for _, key, run, t in items]
+                if emit.score_calls else []
+            )
+            scores = self._score_rows(emit.score_calls, feats, len(items))
+            for j, (_, key, run, t) in enumerate(items):
+                try:
+                    measures = emit.fn(run.path, key, t, scores[j])
+                except Exception as exc:  # generated code is total; this is a bug guard
+                    self._on_error(plan.module.error(exc, plan.name))
+                    measures = None
+                if measures is None:
+                    self.metrics[f"filtered.{plan.name}"] += 1
+                    continue
+                alerts.append(self._alert(plan, key, kind, run, t, measures, emit, detected))
+        self.metrics["alerts"] += len(alerts)
+        for a in alerts:
+            self.metrics[f"alerts.{a.record['pattern']}"] += 1
+        return alerts
+
+    @staticmethod
+    def _alert(
+        plan: CompiledPattern, key: Any, kind: str, run: Run, t: int,
+        measures: dict[str, Any], emit: EmitPlan, detected: str,
+    ) -> Alert:
+        per_stage = match_events(plan, run)
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{plan.name}\x1f{plan.version}\x1f{key!r}\x1f{kind}".encode())
+        events: dict[str, list[Any]] = {}
+        for stage, evs in per_stage.items():
+            events[stage] = [e.data for e in evs]
+            for e in evs:
+                h.update(f"\x1e{stage}:{event_identity(e.data)}".encode())
+        record = {
+            "alert_id": h.hexdigest(),
+            "pattern": plan.name,
+            "pattern_version": plan.version,
+            "kind": kind,
+            "key": key_json(key),
+            "severity": emit.severity,
+            "time": t,
+            "window": {"start": run.start_ts, "end": t},
+            "events": events,
+            "measures": measures,
+            "detected_at": detected,
+        }
+        return Alert(emit.topic, key_json(key), record)
+
+    # -- introspection
+
+    def watermark(self) -> float:
+        if not self.clocks:
+            return -INF
+        return min(c.watermark for c in self.clocks.values())

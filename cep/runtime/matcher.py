@@ -1,0 +1,351 @@
+"""Per-key NFA execution with FlinkCEP's semantics (`NFA.doProcess`, `advanceTime`,
+`processMatchesAccordingToSkipStrategy`).
+
+A partial match (`Run`) is a state of the NFA program plus a pointer into a persistent
+linked list of taken events (`Node`): branches share their common prefix, so an
+event is stored once however many partial matches hold it (Flink's shared buffer,
+without the Dewey numbers it needs to untangle a shared DAG).
+
+There is always one implicit start run, so any event may begin a match. One step
+feeds one event to every run independently; a run with no applicable edge disappears;
+a run reaching a Stop state discards every successor it produced for that event.
+With a skip strategy other than `skip none`, completed matches are held back while
+an earlier-started partial match is still open, then emitted in order of their first
+event, pruning runs and held matches by the strategy's rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cep.compiler.nfa import Action, Kind
+from cep.compiler.plan import CompiledPattern
+
+INF = float("inf")
+
+
+class Ev:
+    """One event as the engine sees it: time, processing order, data, `let` values."""
+
+    __slots__ = ("data", "lets", "pos", "seq", "ts")
+
+    def __init__(self, ts: int, seq: int, data: dict[str, Any], lets: Any, pos: Any) -> None:
+        self.ts = ts
+        self.seq = seq
+        self.data = data
+        self.lets = lets
+        self.pos = pos
+
+
+class Node:
+    """A taken event in a partial match: (stage, event) -> previous node."""
+
+    __slots__ = ("ev", "prev", "stage")
+
+    def __init__(self, stage: int, ev: Ev, prev: Node | None) -> None:
+        self.stage = stage
+        self.ev = ev
+        self.prev = prev
+
+
+class Run:
+    """A partial match (Flink's ComputationState). `time` is the completion time for
+    runs in the Final state, else the time of the last taken event."""
+
+    __slots__ = ("n", "path", "start_seq", "start_ts", "state", "time")
+
+    def __init__(
+        self, state: int, path: Node | None, start_ts: int, start_seq: int, time: int, n: int
+    ) -> None:
+        self.state = state
+        self.path = path
+        self.start_ts = start_ts
+        self.start_seq = start_seq
+        self.time = time
+        self.n = n
+
+
+class KeyState:
+    """Everything one key holds for one pattern. Exists only while it has runs, held
+    matches, buffered events or a pending timer."""
+
+    __slots__ = ("deadline", "held", "key", "nbuf", "runs")
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        self.runs: list[Run] = []
+        self.held: list[Run] = []
+        self.nbuf = 0
+        self.deadline = INF
+
+    def idle(self) -> bool:
+        return not self.runs and not self.held and self.nbuf == 0
+
+
+# Output records: (kind, run, time) with kind "match" or "timeout".
+Output = tuple[str, Run, int]
+
+
+class Matcher:
+    """Runs one compiled pattern's NFA for any number of keys."""
+
+    def __init__(self, plan: CompiledPattern, on_error: Callable[[BaseException], None]) -> None:
+        prog = plan.nfa
+        self.plan = plan
+        self.on_error = on_error
+        self.start = prog.start
+        self.window = prog.window
+        self.kind = tuple(int(s.kind) for s in prog.states)
+        self.stage = tuple(s.stage for s in prog.states)
+        self.swin = tuple(s.window for s in prog.states)
+        self.expiry = prog.expiry
+        self.edges = tuple(
+            tuple((int(e.action), e.target, e.cond) for e in s.edges) for s in prog.states
+        )
+        self.conds = plan.conds
+        self.local = plan.cond_local
+        self.skip = plan.skip_kind
+        self.skip_stage = plan.skip_stage
+        self.handle_timeouts = plan.timeout is not None
+        self.start_run = Run(self.start, None, 0, -1, 0, 0)
+
+    # ------------------------------------------------------------ conditions
+
+    def _holds(
+        self, cond: tuple[int, ...], run: Run, ev: Ev, key: Any, emem: dict[int, bool],
+        rmem: dict[int, bool],
+    ) -> bool:
+        for lit in cond:
+            if lit == 0:
+                return False
+            idx = lit - 1 if lit > 0 else -lit - 1
+            mem = emem if self.local[idx] else rmem
+            v = mem.get(idx)
+            if v is None:
+                try:
+                    v = bool(self.conds[idx](ev.data, ev.ts, key, ev.lets, run.path))
+                except Exception as exc:  # generated code is total; this is a bug guard
+                    self.on_error(exc)
+                    v = False
+                mem[idx] = v
+            if v is not (lit > 0):
+                return False
+        return True
+
+    # ------------------------------------------------------------ one event
+
+    def _next(self, run: Run, ev: Ev, key: Any, emem: dict[int, bool]) -> list[Run]:
+        """Flink's computeNextStates: the successors of one run for one event."""
+        is_start = run is self.start_run
+        rmem: dict[int, bool] = {}
+        edges = self.edges
+        takes: list[tuple[int, int]] = []
+        ignores: list[int] = []
+        stack = [run.state]
+        while stack:
+            s = stack.pop()
+            for action, target, cond in edges[s]:
+                if cond and not self._holds(cond, run, ev, key, emem, rmem):
+                    continue
+                if action == Action.PROCEED:
+                    stack.append(target)
+                elif action == Action.TAKE:
+                    w = self.swin[s]
+                    if w and not is_start and ev.ts - run.time >= w:
+                        continue  # the stage's `within` has passed since the previous event
+                    takes.append((s, target))
+                else:
+                    ignores.append(target)
+        out: list[Run] = []
+        if not is_start:
+            final = self.kind
+            for target in ignores:
+                t = ev.ts if final[target] == Kind.FINAL else run.time
+                out.append(Run(target, run.path, run.start_ts, run.start_seq, t, run.n))
+        for src, target in takes:
+            node = Node(self.stage[src], ev, run.path)
+            if is_start:
+                start_ts, start_seq = ev.ts, ev.seq
+            else:
+                start_ts, start_seq = run.start_ts, run.start_seq
+            out.append(Run(target, node, start_ts, start_seq, ev.ts, run.n + 1))
+            if self._final_after_proceed(target, run, ev, key, emem, rmem):
+                out.append(Run(self.plan.nfa.final, node, start_ts, start_seq, ev.ts, run.n + 1))
+        return out
+
+    def _final_after_proceed(
+        self, state: int, run: Run, ev: Ev, key: Any, emem: dict[int, bool],
+        rmem: dict[int, bool],
+    ) -> bool:
+        stack = [state]
+        seen = {state}
+        while stack:
+            s = stack.pop()
+            for action, target, cond in self.edges[s]:
+                if action != Action.PROCEED:
+                    continue
+                if cond and not self._holds(cond, run, ev, key, emem, rmem):
+                    continue
+                if self.kind[target] == Kind.FINAL:
+                    return True
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return False
+
+    def process(self, ks: KeyState, ev: Ev, out: list[Output]) -> None:
+        """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess."""
+        emem: dict[int, bool] = {}
+        key = ks.key
+        kind = self.kind
+        new_runs: list[Run] = []
+        potential: list[Run] = []
+        runs = ks.runs
+        runs.append(self.start_run)
+        for run in runs:
+            succ = self._next(run, ev, key, emem)
+            if not succ:
+                continue
+            discard = False
+            keep = []
+            for r in succ:
+                k = kind[r.state]
+                if k == Kind.FINAL:
+                    potential.append(r)
+                elif k == Kind.STOP:
+                    discard = True
+                else:
+                    keep.append(r)
+            if not discard:
+                new_runs.extend(keep)
+        runs.pop()
+        if self.skip == "none":
+            potential.sort(key=_match_order)
+            for r in potential:
+                out.append(("match", r, r.time))
+            ks.runs = new_runs
+            return
+        ks.runs = new_runs
+        if potential or ks.held:
+            self._release(ks, potential, out)
+
+    # ------------------------------------------------------------ time
+
+    def advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
+        """Flink's advanceTime: expire runs whose windows passed by time `t`."""
+        if not ks.runs:
+            return
+        window = self.window
+        expiry = self.expiry
+        kind = self.kind
+        keep: list[Run] = []
+        potential: list[Run] = []
+        changed = False
+        for run in ks.runs:
+            w = expiry[run.state]
+            by_prev = w > 0 and t - run.time >= w
+            by_first = window > 0 and t - run.start_ts >= window
+            if not (by_prev or by_first):
+                keep.append(run)
+                continue
+            changed = True
+            deadline = run.time + w if by_prev else run.start_ts + window
+            if kind[run.state] == Kind.PENDING:
+                potential.append(
+                    Run(self.plan.nfa.final, run.path, run.start_ts, run.start_seq, deadline, run.n)
+                )
+            elif self.handle_timeouts and run.path is not None:
+                out.append(("timeout", run, deadline))
+        if not changed:
+            return
+        ks.runs = keep
+        if potential or ks.held:
+            self._release(ks, potential, out)
+
+    def next_deadline(self, ks: KeyState) -> float:
+        best = INF
+        window = self.window
+        expiry = self.expiry
+        for run in ks.runs:
+            if window:
+                d = run.start_ts + window
+                if d < best:
+                    best = d
+            w = expiry[run.state]
+            if w:
+                d = run.time + w
+                if d < best:
+                    best = d
+        return best
+
+    # ------------------------------------------------------------ skip strategies
+
+    def _release(self, ks: KeyState, potential: list[Run], out: list[Output]) -> None:
+        """Flink's processMatchesAccordingToSkipStrategy."""
+        held = ks.held
+        if potential:
+            held.extend(potential)
+            held.sort(key=_match_order)
+        runs = ks.runs
+        while held:
+            m = held[0]
+            if runs:
+                earliest = min((r.start_ts, r.start_seq) for r in runs)
+                if (m.start_ts, m.start_seq) > earliest:
+                    break
+            held.pop(0)
+            pid = self._pruning_id(m)
+            if pid is not None:
+                strict = self.skip in ("to_first", "to_last")
+                runs[:] = [r for r in runs if not _pruned(r, pid, strict)]
+                held[:] = [h for h in held if not _pruned(h, pid, strict)]
+            out.append(("match", m, m.time))
+
+    def _pruning_id(self, m: Run) -> tuple[int, int] | None:
+        skip = self.skip
+        if skip == "none":
+            return None
+        node = m.path
+        if skip == "past_last":
+            best: tuple[int, int] | None = None
+            while node is not None:
+                i = (node.ev.ts, node.ev.seq)
+                if best is None or i > best:
+                    best = i
+                node = node.prev
+            return best
+        if skip == "to_next":
+            return (m.start_ts, m.start_seq)
+        target = self.skip_stage
+        found: tuple[int, int] | None = None
+        while node is not None:
+            if node.stage == target:
+                i = (node.ev.ts, node.ev.seq)
+                if skip == "to_last":
+                    return i  # walking backwards: the first hit is the last event
+                found = i
+            node = node.prev
+        return found
+
+
+def _pruned(r: Run, pid: tuple[int, int], strict: bool) -> bool:
+    s = (r.start_ts, r.start_seq)
+    return s < pid if strict else s <= pid
+
+
+def _match_order(r: Run) -> tuple[int, int, int]:
+    """Matches are ordered by their first event; for the same first event the one
+    with more events comes first (Flink leaves this tie to its priority queue)."""
+    return (r.start_ts, r.start_seq, -r.n)
+
+
+def match_events(plan: CompiledPattern, run: Run) -> dict[str, list[Ev]]:
+    """The events of a (partial) match per stage, in pattern order, skipped stages absent."""
+    per: dict[int, list[Ev]] = {}
+    node = run.path
+    while node is not None:
+        per.setdefault(node.stage, []).append(node.ev)
+        node = node.prev
+    names = plan.nfa.stage_names
+    return {names[i]: per[i][::-1] for i in sorted(per)}
