@@ -431,7 +431,7 @@ def make_namespace() -> dict[str, Any]:
     """The globals of a generated module: these helpers and nothing else."""
     ns: dict[str, Any] = {"__builtins__": {}}
     for name, obj in {
-        "_NUM": _NUM,
+        "_NUM": _NUM, "_str": str,
         "_lt": lt, "_le": le, "_gt": gt, "_ge": ge, "_eq": eq, "_ne": ne,
         "_in": in_, "_contains": contains, "_matches": matches,
         "_starts_with": starts_with, "_ends_with": ends_with, "_truth": truth,

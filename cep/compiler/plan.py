@@ -58,7 +58,7 @@ class CompiledPattern:
     lets_of: Any
     let_feats: Any
     let_score_calls: tuple[ScoreCall, ...]
-    emit: EmitPlan
+    emit: EmitPlan | None  # None: completed matches produce no alert (timeout-only pattern)
     timeout: EmitPlan | None
     skip_kind: str
     skip_stage: int  # for to_first / to_last; -1 otherwise
@@ -70,7 +70,9 @@ class CompiledPattern:
 
     @property
     def models(self) -> frozenset[str]:
-        calls = list(self.let_score_calls) + list(self.emit.score_calls)
+        calls = list(self.let_score_calls)
+        if self.emit is not None:
+            calls += list(self.emit.score_calls)
         if self.timeout is not None:
             calls += list(self.timeout.score_calls)
         return frozenset(c.model for c in calls)
@@ -87,7 +89,7 @@ def _key_expr(paths: tuple[tuple[str, ...], ...]) -> list[str]:
     if len(paths) == 1:
         return [
             f"k = {one(paths[0])}",
-            "if k.__class__ is not str:",
+            "if k.__class__ is not _str:",
             "    k = _nkey(k)",
             "    if k is None:",
             "        continue",
@@ -175,8 +177,13 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     sb.add("lets_of", "d, ts, key, sc", body, pattern.span.line, "let values")
     _add_feats(sb, "let_feats", "d, ts, key", let_scores, stage_index, let_index, "event")
 
-    # -- emit
-    emit_plan = _emit(sb, "emit", pattern.emit or ast.Emit(), stage_index, let_index)
+    # -- emit: without `emit`, a match is an alert with no measures, unless the pattern
+    # only declares `on timeout emit` (it is about what did not happen; docs/semantics.md)
+    emit_plan = (
+        None
+        if pattern.emit is None and pattern.timeout_emit is not None
+        else _emit(sb, "emit", pattern.emit or ast.Emit(), stage_index, let_index)
+    )
     timeout_plan = (
         _emit(sb, "timeout", pattern.timeout_emit, stage_index, let_index)
         if pattern.timeout_emit is not None
@@ -203,7 +210,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         lets_of=fns["lets_of"],
         let_feats=fns["let_feats"],
         let_score_calls=tuple(let_scores),
-        emit=_bind(emit_plan, fns),
+        emit=_bind(emit_plan, fns) if emit_plan is not None else None,
         timeout=_bind(timeout_plan, fns) if timeout_plan is not None else None,
         skip_kind=skip.kind,
         skip_stage=stage_index[skip.stage] if skip.stage is not None else -1,

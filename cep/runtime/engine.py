@@ -200,7 +200,8 @@ class PatternRuntime:
             ts, _, _, ks, ev = pop(heap)
             ks.nbuf -= 1
             ev.seq = next(seq)
-            m.advance(ks, ts, outs)
+            if ks.deadline <= ts:
+                m.advance(ks, ts, outs)
             m.process(ks, ev, outs)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
@@ -210,9 +211,9 @@ class PatternRuntime:
         while timers and timers[0][0] <= watermark:
             d, _, key = pop(timers)
             ks = self.states.get(key)
-            if ks is None or ks.deadline != d:
+            if ks is None or ks.scheduled != d:
                 continue
-            ks.deadline = INF
+            ks.scheduled = INF
             m.advance(ks, watermark, outs)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
@@ -231,11 +232,10 @@ class PatternRuntime:
         if ks.idle():
             self.states.pop(ks.key, None)
             return
-        d = self.matcher.next_deadline(ks)
-        if d != ks.deadline:
-            ks.deadline = d
-            if d < INF:
-                heapq.heappush(self.timers, (d, next(self._tick), ks.key))
+        d = ks.deadline  # kept current by the matcher
+        if d < ks.scheduled:
+            ks.scheduled = d
+            heapq.heappush(self.timers, (d, next(self._tick), ks.key))
 
     # -- introspection
 

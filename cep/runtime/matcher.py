@@ -23,6 +23,9 @@ from cep.compiler.nfa import Action, Kind
 from cep.compiler.plan import CompiledPattern
 
 INF = float("inf")
+FINAL = int(Kind.FINAL)
+STOP = int(Kind.STOP)
+PENDING = int(Kind.PENDING)
 
 
 class Ev:
@@ -70,14 +73,15 @@ class KeyState:
     """Everything one key holds for one pattern. Exists only while it has runs, held
     matches, buffered events or a pending timer."""
 
-    __slots__ = ("deadline", "held", "key", "nbuf", "runs")
+    __slots__ = ("deadline", "held", "key", "nbuf", "runs", "scheduled")
 
     def __init__(self, key: Any) -> None:
         self.key = key
         self.runs: list[Run] = []
         self.held: list[Run] = []
         self.nbuf = 0
-        self.deadline = INF
+        self.deadline = INF  # the earliest time a run of this key can expire
+        self.scheduled = INF  # the earliest timer queued for this key
 
     def idle(self) -> bool:
         return not self.runs and not self.held and self.nbuf == 0
@@ -100,94 +104,136 @@ class Matcher:
         self.stage = tuple(s.stage for s in prog.states)
         self.swin = tuple(s.window for s in prog.states)
         self.expiry = prog.expiry
-        self.edges = tuple(
-            tuple((int(e.action), e.target, e.cond) for e in s.edges) for s in prog.states
-        )
         self.conds = plan.conds
         self.local = plan.cond_local
+        self.ncond = len(plan.conds)
+        self.final = prog.final
+        self.edges = tuple(
+            tuple((int(e.action), e.target, self._literals(e.cond)) for e in s.edges)
+            for s in prog.states
+        )
+        self.proceeds_to_final = tuple(
+            any(e.action == Action.PROCEED for e in s.edges) for s in prog.states
+        )
         self.skip = plan.skip_kind
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None
         self.start_run = Run(self.start, None, 0, -1, 0, 0)
 
+    def _literals(self, cond: tuple[int, ...]) -> tuple[tuple[int, bool, bool], ...]:
+        out = []
+        for lit in cond:
+            if lit == 0:
+                out.append((-1, False, True))
+            else:
+                idx = abs(lit) - 1
+                out.append((idx, lit > 0, self.local[idx]))
+        return tuple(out)
+
     # ------------------------------------------------------------ conditions
 
     def _holds(
-        self, cond: tuple[int, ...], run: Run, ev: Ev, key: Any, emem: dict[int, bool],
-        rmem: dict[int, bool],
+        self, lits: tuple[tuple[int, bool, bool], ...], run: Run, ev: Ev, key: Any,
+        E: list[Any], R: dict[int, bool],
     ) -> bool:
-        for lit in cond:
-            if lit == 0:
-                return False
-            idx = lit - 1 if lit > 0 else -lit - 1
-            mem = emem if self.local[idx] else rmem
-            v = mem.get(idx)
+        """A conjunction of literals (cond index, wanted value, event-local?). Results
+        are memoised per event (E) for event-local conditions, per run (R) otherwise."""
+        for idx, want, local in lits:
+            if idx < 0:
+                return False  # the literal that never holds
+            v = E[idx] if local else R.get(idx)
             if v is None:
                 try:
-                    v = bool(self.conds[idx](ev.data, ev.ts, key, ev.lets, run.path))
+                    v = self.conds[idx](ev.data, ev.ts, key, ev.lets, run.path) is True
                 except Exception as exc:  # generated code is total; this is a bug guard
                     self.on_error(exc)
                     v = False
-                mem[idx] = v
-            if v is not (lit > 0):
+                if local:
+                    E[idx] = v
+                else:
+                    R[idx] = v
+            if v is not want:
                 return False
         return True
 
     # ------------------------------------------------------------ one event
 
-    def _next(self, run: Run, ev: Ev, key: Any, emem: dict[int, bool]) -> list[Run]:
-        """Flink's computeNextStates: the successors of one run for one event."""
+    def _next(
+        self, run: Run, ev: Ev, key: Any, E: list[Any], out: list[Run], fin: list[Run]
+    ) -> None:
+        """Flink's computeNextStates: the successors of one run for one event go to
+        `out`, those that complete a match to `fin`. When a Stop state is reached the
+        run's other successors are discarded; completed matches are kept, as in Flink."""
         is_start = run is self.start_run
-        rmem: dict[int, bool] = {}
+        R: dict[int, bool] = {}
         edges = self.edges
+        holds = self._holds
         takes: list[tuple[int, int]] = []
         ignores: list[int] = []
+        stop = False
         stack = [run.state]
         while stack:
             s = stack.pop()
-            for action, target, cond in edges[s]:
-                if cond and not self._holds(cond, run, ev, key, emem, rmem):
+            for action, target, lits in edges[s]:
+                if lits and not holds(lits, run, ev, key, E, R):
                     continue
-                if action == Action.PROCEED:
+                if action == 2:  # PROCEED
                     stack.append(target)
-                elif action == Action.TAKE:
+                elif action == 0:  # TAKE
+                    if self.kind[target] == STOP:
+                        stop = True
+                        continue
                     w = self.swin[s]
                     if w and not is_start and ev.ts - run.time >= w:
                         continue  # the stage's `within` has passed since the previous event
                     takes.append((s, target))
-                else:
+                elif not is_start:
                     ignores.append(target)
-        out: list[Run] = []
-        if not is_start:
-            final = self.kind
-            for target in ignores:
-                t = ev.ts if final[target] == Kind.FINAL else run.time
-                out.append(Run(target, run.path, run.start_ts, run.start_seq, t, run.n))
+        final = self.final
+        kind = self.kind
         for src, target in takes:
             node = Node(self.stage[src], ev, run.path)
             if is_start:
                 start_ts, start_seq = ev.ts, ev.seq
             else:
                 start_ts, start_seq = run.start_ts, run.start_seq
-            out.append(Run(target, node, start_ts, start_seq, ev.ts, run.n + 1))
-            if self._final_after_proceed(target, run, ev, key, emem, rmem):
-                out.append(Run(self.plan.nfa.final, node, start_ts, start_seq, ev.ts, run.n + 1))
-        return out
+            n = run.n + 1
+            if kind[target] == FINAL:
+                fin.append(Run(target, node, start_ts, start_seq, ev.ts, n))
+                continue
+            if not stop:
+                out.append(Run(target, node, start_ts, start_seq, ev.ts, n))
+            if self.proceeds_to_final[target] and self._final_after_proceed(
+                target, run, ev, key, E, R
+            ):
+                fin.append(Run(final, node, start_ts, start_seq, ev.ts, n))
+        reused = False
+        for target in ignores:
+            if kind[target] == FINAL:
+                fin.append(Run(target, run.path, run.start_ts, run.start_seq, ev.ts, run.n))
+            elif stop:
+                continue
+            elif not reused:
+                # the old run object is dropped after this step: reuse it for one successor
+                reused = True
+                run.state = target
+                out.append(run)
+            else:
+                out.append(Run(target, run.path, run.start_ts, run.start_seq, run.time, run.n))
 
     def _final_after_proceed(
-        self, state: int, run: Run, ev: Ev, key: Any, emem: dict[int, bool],
-        rmem: dict[int, bool],
+        self, state: int, run: Run, ev: Ev, key: Any, E: list[Any], R: dict[int, bool]
     ) -> bool:
         stack = [state]
         seen = {state}
         while stack:
             s = stack.pop()
-            for action, target, cond in self.edges[s]:
-                if action != Action.PROCEED:
+            for action, target, lits in self.edges[s]:
+                if action != 2:
                     continue
-                if cond and not self._holds(cond, run, ev, key, emem, rmem):
+                if lits and not self._holds(lits, run, ev, key, E, R):
                     continue
-                if self.kind[target] == Kind.FINAL:
+                if self.kind[target] == FINAL:
                     return True
                 if target not in seen:
                     seen.add(target)
@@ -196,37 +242,23 @@ class Matcher:
 
     def process(self, ks: KeyState, ev: Ev, out: list[Output]) -> None:
         """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess."""
-        emem: dict[int, bool] = {}
+        E: list[Any] = [None] * self.ncond
         key = ks.key
-        kind = self.kind
         new_runs: list[Run] = []
         potential: list[Run] = []
-        runs = ks.runs
-        runs.append(self.start_run)
-        for run in runs:
-            succ = self._next(run, ev, key, emem)
-            if not succ:
-                continue
-            discard = False
-            keep = []
-            for r in succ:
-                k = kind[r.state]
-                if k == Kind.FINAL:
-                    potential.append(r)
-                elif k == Kind.STOP:
-                    discard = True
-                else:
-                    keep.append(r)
-            if not discard:
-                new_runs.extend(keep)
-        runs.pop()
-        if self.skip == "none":
-            potential.sort(key=_match_order)
-            for r in potential:
-                out.append(("match", r, r.time))
-            ks.runs = new_runs
-            return
+        nxt = self._next
+        for run in ks.runs:
+            nxt(run, ev, key, E, new_runs, potential)
+        nxt(self.start_run, ev, key, E, new_runs, potential)
         ks.runs = new_runs
+        ks.deadline = self.next_deadline(ks) if new_runs else INF
+        if self.skip == "none":
+            if potential:
+                if len(potential) > 1:
+                    potential.sort(key=_match_order)
+                for r in potential:
+                    out.append(("match", r, r.time))
+            return
         if potential or ks.held:
             self._release(ks, potential, out)
 
@@ -251,7 +283,7 @@ class Matcher:
                 continue
             changed = True
             deadline = run.time + w if by_prev else run.start_ts + window
-            if kind[run.state] == Kind.PENDING:
+            if kind[run.state] == PENDING:
                 potential.append(
                     Run(self.plan.nfa.final, run.path, run.start_ts, run.start_seq, deadline, run.n)
                 )
@@ -260,6 +292,7 @@ class Matcher:
         if not changed:
             return
         ks.runs = keep
+        ks.deadline = self.next_deadline(ks) if keep else INF
         if potential or ks.held:
             self._release(ks, potential, out)
 

@@ -1,0 +1,271 @@
+"""The `cep` command: check, backtest, generate, demo, dis (and serve / alerts tail,
+which live in the service package and are imported only when used)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cep.errors import CepError, PatternError
+
+DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """'250ms', '30s', '10m', '2h', '7d' or plain milliseconds -> int ms."""
+    t = text.strip()
+    for unit in ("ms", "s", "m", "h", "d"):
+        if t.endswith(unit) and t[: -len(unit)].isdigit():
+            return int(t[: -len(unit)]) * DURATION_UNITS[unit]
+    if t.isdigit():
+        return int(t)
+    raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 250ms, 30s, 10m, 2h, 7d)")
+
+
+def project_dir(name: str) -> Path:
+    """`patterns/` or `models/`: in the current directory, else beside the package
+    (an editable install from a clone)."""
+    here = Path.cwd() / name
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / name
+
+
+# ---------------------------------------------------------------- shared loading
+
+
+def load_models(models_dir: Path | None) -> Any:
+    """A model registry for the patterns' `score(...)` calls, or None without models."""
+    if models_dir is None or not models_dir.is_dir():
+        return None
+    from cep.scoring.registry import ModelRegistry
+
+    reg = ModelRegistry()
+    problems = reg.load_dir(models_dir)
+    for name, err in problems or []:
+        print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
+    return reg
+
+
+def compile_paths(paths: Sequence[str], registry: Any = None) -> list[Any]:
+    from cep.compiler.plan import compile_pattern
+    from cep.dsl import load_paths
+
+    models = registry.feature_names() if registry is not None else None
+    return [compile_pattern(p) for p in load_paths(paths, models=models)]
+
+
+def scorer_for(registry: Any) -> Any:
+    if registry is None:
+        return None
+    from cep.scoring.adapter import registry_scorer
+
+    return registry_scorer(registry)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cep.dsl import load_paths
+
+    registry = load_models(Path(args.models)) if args.models else None
+    models = registry.feature_names() if registry is not None else None
+    try:
+        patterns = load_paths(args.paths, models=models)
+    except PatternError as err:
+        print(err.format(), file=sys.stderr)
+        n = len(err.diagnostics)
+        print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    for p in patterns:
+        print(f"ok  {p.file}:{p.span.line}  {p.name}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from cep.backtest import format_summary, run_backtest
+
+    registry = load_models(Path(args.models) if args.models else project_dir("models"))
+    plans = compile_paths(args.patterns, registry)
+    report = run_backtest(
+        plans,
+        args.events,
+        out=args.out,
+        dead_out=args.dead_letters,
+        max_out_of_orderness_ms=args.max_out_of_orderness,
+        label_field=args.label_field,
+        scorer=scorer_for(registry),
+        progress=sys.stderr.isatty() and not args.quiet,
+    )
+    if not args.quiet:
+        print(format_summary(report), file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cep.synth import generate, write_jsonl
+
+    t0 = time.perf_counter()
+    events = generate(args.events, seed=args.seed, n_keys=args.keys)
+    n = write_jsonl(args.out, events)
+    labelled = sum(1 for e in events if "label" in e)
+    print(
+        f"wrote {n:,} events ({labelled:,} in injected incidents) to {args.out} "
+        f"in {time.perf_counter() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cep.backtest import format_summary, run_backtest
+    from cep.synth import generate, write_jsonl
+
+    patterns = Path(args.patterns) if args.patterns else project_dir("patterns")
+    registry = load_models(project_dir("models"))
+    print(f"cep demo: {args.events:,} synthetic events (seed {args.seed}), "
+          f"patterns from {patterns}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="cep-demo-") as tmp:
+        events_path = Path(tmp) / "events.jsonl"
+        t0 = time.perf_counter()
+        write_jsonl(events_path, generate(args.events, seed=args.seed))
+        print(f"  generated {events_path.name} in {time.perf_counter() - t0:.1f}s",
+              file=sys.stderr)
+        out = Path(args.out) if args.out else Path("out") / "demo-alerts.jsonl"
+        plans = compile_paths([str(patterns)], registry)
+        report = run_backtest(plans, [events_path], out=out, label_field="label",
+                              scorer=scorer_for(registry), progress=sys.stderr.isatty())
+    print(format_summary(report))
+    print(f"\nalerts written to {out}")
+    return 0
+
+
+def cmd_dis(args: argparse.Namespace) -> int:
+    registry = load_models(Path(args.models) if args.models else project_dir("models"))
+    plans = compile_paths([args.path], registry)
+    shown = 0
+    for plan in plans:
+        if args.pattern and plan.name != args.pattern:
+            continue
+        shown += 1
+        text = {i: t for i, t in enumerate(plan.cond_text)}
+        print(f"# pattern {plan.name} (version {plan.version})")
+        print(f"# skip {plan.skip_kind}; relevance: skip-safe={plan.skip_safe}")
+        print(plan.nfa.dis(text))
+        print()
+        print(plan.module.source)
+    if not shown:
+        print(f"no pattern named {args.pattern!r} in {args.path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from service.main import serve  # the service layer, outside the engine
+    except ImportError as err:
+        print(f"cep serve needs the service package: {err}", file=sys.stderr)
+        return 2
+    result: int = serve(args)
+    return result
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    try:
+        from service.consumer import tail
+    except ImportError as err:
+        print(f"cep alerts tail needs the service package: {err}", file=sys.stderr)
+        return 2
+    result: int = tail(args)
+    return result
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cep", description="Complex event processing for fraud "
+                                 "and anomaly detection (FlinkCEP semantics).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="check pattern files; non-zero exit on errors")
+    p.add_argument("paths", nargs="+", help=".cep files or directories")
+    p.add_argument("--models", help="model directory, to check score(...) features")
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("backtest", help="run patterns over JSONL event files")
+    p.add_argument("--patterns", nargs="+", required=True, help=".cep files or directories")
+    p.add_argument("--events", nargs="+", required=True, help="JSONL files (.gz ok, - = stdin)")
+    p.add_argument("--out", help="alerts as JSONL (default: stdout)")
+    p.add_argument("--dead-letters", help="dead letters as JSONL (malformed, late, bad time)")
+    p.add_argument("--max-out-of-orderness", type=parse_duration, default=None,
+                   help="replay in file order with this lateness allowance (e.g. 5s)")
+    p.add_argument("--label-field", help="event field with '<pattern>:<incident>' labels")
+    p.add_argument("--models", help="model directory (default: ./models)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(fn=cmd_backtest)
+
+    p = sub.add_parser("generate", help="seeded synthetic fraud events with labels")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--keys", type=int, default=None, help="number of cards (default: events/10)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_generate)
+
+    p = sub.add_parser("demo", help="generate data, backtest the example patterns, summarise")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--patterns", help="pattern directory (default: ./patterns)")
+    p.add_argument("--out", help="alerts file (default: out/demo-alerts.jsonl)")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("dis", help="show a pattern's NFA and generated code")
+    p.add_argument("path")
+    p.add_argument("--pattern")
+    p.add_argument("--models")
+    p.set_defaults(fn=cmd_dis)
+
+    p = sub.add_parser("serve", help="run the service (REST API; Kafka when configured)")
+    p.add_argument("--config", default=os.environ.get("CEP_CONFIG"))
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("alerts", help="alert consumers")
+    asub = p.add_subparsers(dest="alerts_command", required=True)
+    t = asub.add_parser("tail", help="follow alerts (SSE stream or Kafka topic)")
+    t.add_argument("--url", default="http://127.0.0.1:8080")
+    t.add_argument("--kafka", help="bootstrap servers: read the alert topic instead")
+    t.add_argument("--topic", default=None)
+    t.add_argument("--pattern")
+    t.add_argument("--key")
+    t.add_argument("--severity")
+    t.add_argument("-n", "--limit", type=int, default=None)
+    t.set_defaults(fn=cmd_alerts)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except PatternError as err:
+        print(err.format(), file=sys.stderr)
+        return 1
+    except CepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
