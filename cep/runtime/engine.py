@@ -108,6 +108,22 @@ def event_identity(data: Any) -> str:
     return "h:" + hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
+def _num(x: float) -> Any:
+    return None if x == -INF else ("inf" if x == INF else x)
+
+
+def _unnum(x: Any) -> float:
+    return -INF if x is None else (INF if x == "inf" else x)
+
+
+def _part(p: Any) -> Any:
+    return list(p) if isinstance(p, tuple) else p
+
+
+def _unpart(p: Any) -> Any:
+    return tuple(p) if isinstance(p, list) else p
+
+
 def key_json(key: Any) -> Any:
     if key == ():
         return None
@@ -129,10 +145,23 @@ class PatternRuntime:
         self.timers: list[tuple[float, int, Any]] = []
         self._tick = count()
         self.stats: Counter[str] = Counter()
+        # a replaced version drains: its partial matches finish, it starts no new ones
+        self.draining = False
+        self.dirty: set[Any] = set()  # keys changed since the last checkpoint
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def version(self) -> int:
+        return self.plan.version
 
     # -- ingest
 
-    def _create(self, key: Any) -> KeyState:
+    def _create(self, key: Any) -> KeyState | None:
+        if self.draining:
+            return None
         ks = KeyState(key)
         self.states[key] = ks
         return ks
@@ -146,7 +175,7 @@ class PatternRuntime:
         cands: list[tuple[int, Any]] = []
         if not plan.let_names:
             plan.prefilter(ds, tss, self.states.get, self._create, cands)
-            selected = [(i, ks, None) for i, ks in cands]
+            selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
             plan.prefilter(ds, tss, None, None, cands)
             selected = self._with_lets(ds, tss, cands)
@@ -156,11 +185,13 @@ class PatternRuntime:
         arrival = self.engine._arrival
         order_by = plan.order_by
         push = heapq.heappush
+        dirty = self.dirty
         for i, ks, lets in selected:
             ts = tss[i]
             d = ds[i]
             ob = tuple(_sortable(path_get(d, p)) for p in order_by) if order_by else ()
             ks.nbuf += 1
+            dirty.add(ks.key)
             push(heap, (ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
         self.stats["buffered"] += len(selected)
 
@@ -183,6 +214,8 @@ class PatternRuntime:
                 if not plan.start_rel(d, ts, k, lets):
                     continue
                 ks = self._create(k)
+                if ks is None:
+                    continue
             elif not plan.any_rel(d, ts, k, lets):
                 continue
             out.append((i, ks, lets))
@@ -222,6 +255,7 @@ class PatternRuntime:
 
     def _settle(self, ks: KeyState) -> None:
         """After a key changed: enforce limits, release it if empty, else reschedule."""
+        self.dirty.add(ks.key)
         runs = ks.runs
         limit = self.engine.config.max_runs_per_key
         if len(runs) > limit:
@@ -266,12 +300,24 @@ class Engine:
         self.errors: list[str] = []
         self._seq = count(1)
         self._arrival = count()
+        self.removed_keys: list[tuple[str, int, Any]] = []  # state to delete at checkpoint
         for plan in plans:
             self.add(plan)
 
     # -- patterns
 
     def add(self, plan: CompiledPattern) -> PatternRuntime:
+        """Load a pattern. If a version of the same name runs, it is replaced: the old
+        version keeps its partial matches until they finish (draining) and starts
+        none; the new one starts every new match."""
+        for old in self.runtimes:
+            if old.name == plan.name and not old.draining:
+                if old.version == plan.version:
+                    raise ValueError(f"pattern {plan.name!r} version {plan.version} is loaded")
+                old.draining = True
+        return self._add(plan)
+
+    def _add(self, plan: CompiledPattern) -> PatternRuntime:
         if plan.models and self.scorer is None:
             raise ModelError(
                 f"pattern {plan.name!r} scores with {sorted(plan.models)} but the engine has "
@@ -286,8 +332,20 @@ class Engine:
         self.runtimes.append(rt)
         return rt
 
-    def remove(self, rt: PatternRuntime) -> None:
-        self.runtimes.remove(rt)
+    def remove(self, name: str) -> int:
+        """Unload every version of a pattern (its partial matches are dropped)."""
+        gone = [rt for rt in self.runtimes if rt.name == name]
+        for rt in gone:
+            self.runtimes.remove(rt)
+            self.removed_keys.extend((rt.name, rt.version, k) for k in rt.states)
+        return len(gone)
+
+    def versions(self, name: str) -> list[PatternRuntime]:
+        return [rt for rt in self.runtimes if rt.name == name]
+
+    def _retire_drained(self) -> None:
+        for rt in [rt for rt in self.runtimes if rt.draining and not rt.states and not rt.heap]:
+            self.runtimes.remove(rt)
 
     # -- processing
 
@@ -349,6 +407,7 @@ class Engine:
             result.dead_letters.append(dead[i])
             self.metrics[f"dead_letter.{dead[i].reason}"] += 1
         result.alerts = self._alerts(outs)
+        self._retire_drained()
         return result
 
     def _timed(
@@ -490,6 +549,82 @@ class Engine:
             "detected_at": detected,
         }
         return Alert(emit.topic, key_json(key), record)
+
+    # -- checkpoints (cep.state): deltas of per-key state, plus clocks and counters
+
+    def checkpoint(self) -> dict[bytes, bytes | None]:
+        """The state changed since the last checkpoint, as store puts (None = delete).
+        Write them in one batch together with the input positions they correspond to."""
+        from cep.state.codec import META_PREFIX, encode_state, state_key
+
+        puts: dict[bytes, bytes | None] = {}
+        for name, version, key in self.removed_keys:
+            puts[state_key(name, version, key)] = None
+        self.removed_keys.clear()
+        for rt in self.runtimes:
+            if not rt.dirty:
+                continue
+            buffered: dict[Any, list[tuple[int, Ev]]] = {}
+            for entry in rt.heap:
+                buffered.setdefault(entry[3].key, []).append((entry[2], entry[4]))
+            for key in rt.dirty:
+                ks = rt.states.get(key)
+                sk = state_key(rt.name, rt.version, key)
+                puts[sk] = None if ks is None else encode_state(ks, buffered.get(key, []))
+            rt.dirty.clear()
+        seq, arrival = next(self._seq), next(self._arrival)
+        self._seq, self._arrival = count(seq + 1), count(arrival + 1)
+        meta = {
+            "seq": seq,
+            "arrival": arrival,
+            "clocks": [
+                {"key": list(ck), "watermark": _num(c.watermark),
+                 "partitions": [[_part(p), ts] for p, ts in c.partitions().items()]}
+                for ck, c in self.clocks.items()
+            ],
+            "patterns": sorted({f"{rt.name}@{rt.version}" for rt in self.runtimes}),
+        }
+        puts[META_PREFIX + b"engine"] = orjson.dumps(meta)
+        return puts
+
+    def restore(self, items: Iterable[tuple[bytes, bytes]]) -> dict[str, int]:
+        """Load state written by `checkpoint` (call before processing, after adding the
+        patterns). State of patterns or versions not loaded now is skipped and counted."""
+        from cep.state.codec import META_PREFIX, STATE_PREFIX, decode_state, parse_state_key
+
+        by_id = {(rt.name, rt.version): rt for rt in self.runtimes}
+        stats: Counter[str] = Counter()
+        for k, v in items:
+            if k == META_PREFIX + b"engine":
+                meta = orjson.loads(v)
+                self._seq = count(meta["seq"] + 1)
+                self._arrival = count(meta["arrival"] + 1)
+                for c in meta["clocks"]:
+                    ck = tuple(c["key"])
+                    clock = self.clocks.get(ck)
+                    if clock is not None:
+                        clock.restore(_unnum(c["watermark"]),
+                                      {_unpart(p): ts for p, ts in c["partitions"]})
+                continue
+            if not k.startswith(STATE_PREFIX):
+                continue
+            name, version, key = parse_state_key(k)
+            rt = by_id.get((name, version))
+            if rt is None:
+                stats["skipped"] += 1
+                self.removed_keys.append((name, version, key))
+                continue
+            ks, buffered = decode_state(key, v)
+            rt.states[key] = ks
+            for arrival, ev in buffered:
+                ob = tuple(_sortable(path_get(ev.data, p)) for p in rt.plan.order_by)
+                heapq.heappush(rt.heap, (ev.ts, ob, arrival, ks, ev))
+            if ks.deadline < INF:
+                ks.scheduled = ks.deadline
+                heapq.heappush(rt.timers, (ks.deadline, next(rt._tick), key))
+            stats["keys"] += 1
+            stats["runs"] += len(ks.runs)
+        return dict(stats)
 
     # -- introspection
 
