@@ -12,20 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cep.durations import parse_duration as _parse_duration
 from cep.errors import CepError, PatternError
 
-DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
 def parse_duration(text: str) -> int:
-    """'250ms', '30s', '10m', '2h', '7d' or plain milliseconds -> int ms."""
-    t = text.strip()
-    for unit in ("ms", "s", "m", "h", "d"):
-        if t.endswith(unit) and t[: -len(unit)].isdigit():
-            return int(t[: -len(unit)]) * DURATION_UNITS[unit]
-    if t.isdigit():
-        return int(t)
-    raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 250ms, 30s, 10m, 2h, 7d)")
+    try:
+        return _parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def project_dir(name: str) -> Path:

@@ -23,7 +23,7 @@ def wall_ms() -> int:
 
 
 class Clock:
-    __slots__ = ("_last_seen", "_max_ts", "_wm", "idle_ms", "now", "ooo_ms")
+    __slots__ = ("_lag", "_last_seen", "_max_ts", "_wm", "idle_ms", "now", "ooo_ms")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class Clock:
         self.now = now
         self._max_ts: dict[Hashable, int] = {}
         self._last_seen: dict[Hashable, int] = {}
+        self._lag: dict[Hashable, int] = {}  # per-partition out-of-orderness, if not default
         self._wm: float = NEG_INF
 
     @property
@@ -47,9 +48,12 @@ class Clock:
     def is_late(self, ts: int) -> bool:
         return ts <= self._wm
 
-    def observe(self, partition: Hashable, max_ts: int | None) -> None:
-        """Record a batch from `partition` whose largest (valid, on-time) time is max_ts."""
+    def observe(self, partition: Hashable, max_ts: int | None, ooo_ms: int | None = None) -> None:
+        """Record a batch from `partition` whose largest (valid, on-time) time is max_ts.
+        `ooo_ms` overrides the clock's out-of-orderness for this partition's stream."""
         self._last_seen[partition] = self.now()
+        if ooo_ms is not None:
+            self._lag[partition] = ooo_ms
         if max_ts is not None and max_ts > self._max_ts.get(partition, -(2**62)):
             self._max_ts[partition] = max_ts
 
@@ -60,21 +64,22 @@ class Clock:
         """Recompute the watermark from the partitions; returns it."""
         if not self._max_ts:
             return self._wm
-        lag = self.ooo_ms + 1
+        lag = self._lag
+        default = self.ooo_ms
+        marks = {p: ts - lag.get(p, default) - 1 for p, ts in self._max_ts.items()}
         if self.idle_ms is None:
-            cand = min(self._max_ts.values()) - lag
+            cand = min(marks.values())
         else:
             now = self.now()
             active = [
-                ts for p, ts in self._max_ts.items()
-                if now - self._last_seen.get(p, now) < self.idle_ms
+                m for p, m in marks.items() if now - self._last_seen.get(p, now) < self.idle_ms
             ]
             if active:
-                cand = min(active) - lag
+                cand = min(active)
             else:
                 # all quiet: move on with the wall clock since the last event
                 last = max(self._last_seen.values())
-                cand = max(self._max_ts.values()) - lag + (now - last)
+                cand = max(marks.values()) + (now - last)
         if cand > self._wm:
             self._wm = cand
         return self._wm

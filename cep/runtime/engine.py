@@ -52,6 +52,7 @@ class EngineConfig:
     max_future_skew_ms: int | None = None
     default_time_field: tuple[str, ...] = ("ts",)
     stream_time_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    stream_out_of_orderness_ms: dict[str, int] = field(default_factory=dict)
     max_runs_per_key: int = 10_000
 
 
@@ -395,7 +396,8 @@ class Engine:
                 clock._wm = now  # arrival time: every event is due at once
             else:
                 ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead)
-                clock.observe(partition, max(tss) if tss else None)
+                ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
+                clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
             for rt in rts:
                 if ds:

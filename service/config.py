@@ -1,0 +1,131 @@
+"""Service configuration: one `cep.toml` plus `CEP_...` environment overrides.
+
+Nested settings use `__` in the environment (`CEP_KAFKA__EXACTLY_ONCE=true`); the two
+most common have short forms: `CEP_API_TOKEN` and `CEP_KAFKA_BOOTSTRAP`.
+Durations are written like in patterns (`5s`, `10m`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cep.durations import parse_duration
+from cep.errors import ConfigError
+
+
+def _ms(v: Any) -> int:
+    try:
+        return parse_duration(v)
+    except ValueError as err:
+        raise ValueError(str(err)) from None
+
+
+class StreamConfig(BaseModel):
+    """A named input stream: its Kafka topic and its time semantics."""
+
+    topic: str | None = None  # default: the stream's name
+    time_field: str = "ts"
+    max_out_of_orderness_ms: int = 0
+    idle_timeout_ms: int = 30_000
+    max_future_skew_ms: int = 3_600_000
+
+    @field_validator("max_out_of_orderness_ms", "idle_timeout_ms", "max_future_skew_ms",
+                     mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> int:
+        return _ms(v)
+
+
+class KafkaConfig(BaseModel):
+    bootstrap_servers: str | None = None  # None: embedded mode (no Kafka)
+    group_id: str = "cep"
+    alert_topic: str = "cep.alerts"
+    dead_letter_topic: str = "cep.dead-letters"
+    exactly_once: bool = False
+    transactional_id: str = "cep-0"
+    changelog_topic: str = "cep.changelog"
+    batch_size: int = 2000
+    poll_timeout_ms: int = 100
+    consumer: dict[str, str] = Field(default_factory=dict)  # extra librdkafka settings
+    producer: dict[str, str] = Field(default_factory=dict)
+
+
+class ApiConfig(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # bearer token for every mutating endpoint
+    max_body_bytes: int = 10 * 1024 * 1024
+    recent_alerts: int = 10_000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEP_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    streams: dict[str, StreamConfig] = Field(default_factory=dict)
+    default_stream: str = "events"  # events POSTed without a stream / topics not configured
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    patterns_dir: Path = Path("patterns")
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("var")  # hot-loaded patterns/models are persisted here
+    state_dir: Path = Path("var/state")  # RocksDB (Kafka mode)
+    alerts_file: Path | None = Path("out/alerts.jsonl")
+    checkpoint_interval_ms: int = 1000
+    max_runs_per_key: int = 10_000
+
+    @field_validator("checkpoint_interval_ms", mode="before")
+    @classmethod
+    def _dur(cls, v: Any) -> int:
+        return _ms(v)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka.bootstrap_servers
+
+    def stream_for_topic(self, topic: str) -> str:
+        for name, s in self.streams.items():
+            if (s.topic or name) == topic:
+                return name
+        return topic
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read `path` (TOML) if given, then apply CEP_... environment variables on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{p}: invalid TOML: {err}") from None
+    env = os.environ
+    if env.get("CEP_API_TOKEN"):
+        data.setdefault("api", {})["token"] = env["CEP_API_TOKEN"]
+    if env.get("CEP_KAFKA_BOOTSTRAP"):
+        data.setdefault("kafka", {})["bootstrap_servers"] = env["CEP_KAFKA_BOOTSTRAP"]
+    data.update(overrides)
+    try:
+        # environment (CEP_X__Y) wins over the file: pydantic-settings merges init
+        # values below env values when we pass the file as init kwargs
+        settings = _EnvFirst(**data)
+    except Exception as err:  # pydantic ValidationError: say which setting is wrong
+        raise ConfigError(f"invalid configuration: {err}") from None
+    return settings
+
+
+class _EnvFirst(Settings):
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls, settings_cls: Any, init_settings: Any, env_settings: Any, dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        return (env_settings, init_settings)
