@@ -174,11 +174,14 @@ class PatternRuntime:
     def ingest(self, ds: list[Any], tss: list[int], pos: list[Any]) -> None:
         plan = self.plan
         cands: list[tuple[int, Any]] = []
+        get, create = (None, None) if plan.let_names else (self.states.get, self._create)
+        try:
+            plan.prefilter(ds, tss, get, create, cands)
+        except Exception as exc:  # generated code is total; this guards against bugs
+            cands = self._prefilter_each(ds, tss, get, create, exc)
         if not plan.let_names:
-            plan.prefilter(ds, tss, self.states.get, self._create, cands)
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
-            plan.prefilter(ds, tss, None, None, cands)
             selected = self._with_lets(ds, tss, cands)
         if not selected:
             return
@@ -195,6 +198,27 @@ class PatternRuntime:
             dirty.add(ks.key)
             push(heap, (ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
         self.stats["buffered"] += len(selected)
+
+    def _prefilter_each(
+        self, ds: list[Any], tss: list[int], get: Any, create: Any, first: BaseException
+    ) -> list[tuple[int, Any]]:
+        """Slow path after the prefilter raised: event by event, skipping (and counting)
+        the events it raises on, so one bad event cannot stop the batch."""
+        plan = self.plan
+        self.engine._on_error(plan.module.error(first, plan.name))
+        cands: list[tuple[int, Any]] = []
+        for i in range(len(ds)):
+            one: list[tuple[int, Any]] = []
+            try:
+                plan.prefilter(ds[i:i + 1], tss[i:i + 1], get, create, one)
+            except Exception as exc:
+                self.engine._on_error(plan.module.error(exc, plan.name))
+                continue
+            cands.extend((i, x) for _, x in one)
+        queued = {id(c[1]) for c in cands} | {id(e[3]) for e in self.heap}
+        for k in [k for k, ks in self.states.items() if ks.idle() and id(ks) not in queued]:
+            del self.states[k]  # created by the aborted pass for an event now skipped
+        return cands
 
     def _with_lets(
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]]
@@ -484,7 +508,13 @@ class Engine:
         for j, call in enumerate(calls):
             names = [name for name, _ in call.features]
             rows = [f[j] for f in feats]
-            columns.append(list(self.scorer(call.model, names, rows)))
+            try:
+                columns.append(list(self.scorer(call.model, names, rows)))
+            except Exception as exc:  # a model that fails gives null scores, counted
+                self.metrics["scoring_errors"] += 1
+                if len(self.errors) < 100:
+                    self.errors.append(f"score({call.model}): {type(exc).__name__}: {exc}")
+                columns.append([None] * n)
         return [tuple(col[i] for col in columns) for i in range(n)]
 
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:

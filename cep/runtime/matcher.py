@@ -146,7 +146,7 @@ class Matcher:
                 try:
                     v = self.conds[idx](ev.data, ev.ts, key, ev.lets, run.path) is True
                 except Exception as exc:  # generated code is total; this is a bug guard
-                    self.on_error(exc)
+                    self.on_error(self.plan.module.error(exc, self.plan.name))
                     v = False
                 if local:
                     E[idx] = v
