@@ -54,6 +54,20 @@ class KafkaConfig(BaseModel):
     poll_timeout_ms: int = 100
     consumer: dict[str, str] = Field(default_factory=dict)  # extra librdkafka settings
     producer: dict[str, str] = Field(default_factory=dict)
+    # -- Kafka runner (service/kafka_runner.py; docs/operations.md "Kafka mode")
+    checkpoint_records: int = 100_000  # also checkpoint after this many input records
+    tick_interval_ms: int = 200  # engine.tick() (idle watermarks, timers) at most this often
+    auto_offset_reset: str = "earliest"  # partitions with no stored or committed offset
+    create_topics: bool = True  # create missing alert / dead-letter / changelog topics
+    topic_partitions: int = 1  # partitions of topics the runner creates (not the changelog)
+    transaction_timeout_ms: int = 60_000  # transaction.timeout.ms of the exactly-once producer
+    recovery_timeout_ms: int = 300_000  # max time to catch the state store up from the changelog
+
+    @field_validator("tick_interval_ms", "transaction_timeout_ms", "recovery_timeout_ms",
+                     mode="before")
+    @classmethod
+    def _kdur(cls, v: Any) -> int:
+        return _ms(v)
 
 
 class ApiConfig(BaseModel):
@@ -77,6 +91,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")  # hot-loaded patterns/models are persisted here
     state_dir: Path = Path("var/state")  # RocksDB (Kafka mode)
     alerts_file: Path | None = Path("out/alerts.jsonl")
+    # embedded mode: dead letters (decode errors, bad/missing time, late) as JSONL
+    dead_letters_file: Path | None = Path("out/dead-letters.jsonl")
     checkpoint_interval_ms: int = 1000
     max_runs_per_key: int = 10_000
 
@@ -124,7 +140,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 
 class _EnvFirst(Settings):
     @classmethod
-    def settings_customise_sources(  # type: ignore[override]
+    def settings_customise_sources(
         cls, settings_cls: Any, init_settings: Any, env_settings: Any, dotenv_settings: Any,
         file_secret_settings: Any,
     ) -> tuple[Any, ...]:

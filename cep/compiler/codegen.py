@@ -99,6 +99,7 @@ class ExprCompiler:
         self.score_calls = score_calls if score_calls is not None else []
         self.fields: dict[tuple[str, ...], str] = {}
         self.bound: dict[int, str] = {}
+        self.stage_cache: set[int] = set()
         self._tmp = 0
 
     # ------------------------------------------------------------ helpers
@@ -115,7 +116,7 @@ class ExprCompiler:
         return f"({t} := {src})", t
 
     def prologue(self) -> list[str]:
-        out = []
+        out = [f"_s{i} = _U" for i in sorted(self.stage_cache)]
         for path, var in self.fields.items():
             if self.context == "event":
                 src = f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
@@ -135,7 +136,9 @@ class ExprCompiler:
         """Python for the (single / last) event of a stage."""
         if stage in self.bound:
             return self.bound[stage]
-        return f"_one(path, {stage})"
+        self.stage_cache.add(stage)
+        v = f"_s{stage}"
+        return f"({v} if {v} is not _U else ({v} := _one(path, {stage})))"
 
     # ------------------------------------------------------------ values
 
@@ -158,8 +161,33 @@ class ExprCompiler:
                 return f"_neg({self.value(e.operand)})"
             return self._bool_value(e)
         if isinstance(e, ast.Binary):
-            return f"{_ARITH_FN[e.op]}({self.value(e.left)}, {self.value(e.right)})"
+            return self._arith(e)
         return self._bool_value(e)
+
+    def _arith(self, e: ast.Binary) -> str:
+        """Numbers take an inline fast path; anything else (null, strings, mismatches,
+        division by zero) goes through the total helper."""
+        fn = _ARITH_FN[e.op]
+        op = e.op
+        lv, rv = self.value(e.left), self.value(e.right)
+        if _is_num_lit(e.left) and _is_num_lit(e.right):
+            return f"{fn}({lv}, {rv})"
+        if _is_num_lit(e.right):
+            if op in ("/", "%") and not e.right.value:  # type: ignore[union-attr]
+                return f"{fn}({lv}, {rv})"
+            first, later = self._reuse(lv)
+            return f"({later} {op} {rv} if {first}.__class__ in _NUM else {fn}({later}, {rv}))"
+        if _is_num_lit(e.left):
+            first, later = self._reuse(rv)
+            guard = f"{first}.__class__ in _NUM"
+            if op in ("/", "%"):
+                guard += f" and {later}"
+            return f"({lv} {op} {later} if {guard} else {fn}({lv}, {later}))"
+        a, b = self._fresh(), self._fresh()
+        guard = f"(({a} := {lv}).__class__ in _NUM) & (({b} := {rv}).__class__ in _NUM)"
+        if op in ("/", "%"):
+            guard = f"({guard}) and {b}"
+        return f"({a} {op} {b} if {guard} else {fn}({a}, {b}))"
 
     def _bool_value(self, e: ast.Expr) -> str:
         return f"(True if {self.truth(e)} else (False if {self.false(e)} else None))"
@@ -186,11 +214,14 @@ class ExprCompiler:
         return self._event_value(ev, path)
 
     def _event_value(self, ev: str, path: tuple[str, ...]) -> str:
-        if path == ("ts",):
-            return f"_evts({ev})"
         if path[0] in self.lets:
             base = f"_evlet({ev}, {self.let_index[path[0]]})"
             return base if len(path) == 1 else f"_path({base}, {path[1:]!r})"
+        first, later = self._reuse(ev)
+        if path == ("ts",):
+            return f"({later}.ts if {first} is not None else None)"
+        if len(path) == 1:
+            return f"({later}.data.get({_lit(path[0])}) if {first} is not None else None)"
         return f"_evf({ev}, {path!r})"
 
     def _stage_arg(self, e: ast.Expr) -> int:
@@ -271,7 +302,7 @@ class ExprCompiler:
         return f"(_truth({self.value(e)}) is {want})"
 
     def _compare(self, e: ast.Compare, want: bool) -> str:
-        op = e.op
+        op: str = e.op
         left, right = e.left, e.right
         if op in _CMP_FN:
             if _is_num_lit(left) and not _is_num_lit(right):
@@ -284,7 +315,13 @@ class ExprCompiler:
                     f"({later} {fast} {c} if {first}.__class__ in _NUM "
                     f"else {_CMP_FN[op]}({later}, {c}) is {want})"
                 )
-            return f"({_CMP_FN[op]}({self.value(left)}, {self.value(right)}) is {want})"
+            a, b = self._fresh(), self._fresh()
+            lv, rv = self.value(left), self.value(right)
+            fast = op if want else _CMP_NOT[op]
+            return (
+                f"({a} {fast} {b} if (({a} := {lv}).__class__ in _NUM) & "
+                f"(({b} := {rv}).__class__ in _NUM) else {_CMP_FN[op]}({a}, {b}) is {want})"
+            )
         if op in ("==", "!="):
             positive = (op == "==") == want  # True: test equality, False: inequality
             if _is_nonnull_lit(left) and not _is_nonnull_lit(right):
@@ -295,8 +332,10 @@ class ExprCompiler:
                     return f"({self.value(left)} == {c})"
                 first, later = self._reuse(self.value(left))
                 return f"({first} is not None and {later} != {c})"
-            fn = "_eq" if op == "==" else "_ne"
-            return f"({fn}({self.value(left)}, {self.value(right)}) is {want})"
+            a, b = self._fresh(), self._fresh()
+            lv, rv = self.value(left), self.value(right)
+            both = f"((({a} := {lv}) is not None) & (({b} := {rv}) is not None))"
+            return f"({both} and {a} {'==' if positive else '!='} {b})"
         if op in ("in", "not in"):
             positive = (op == "in") == want
             if isinstance(right, ast.ListLit) and all(
@@ -507,5 +546,5 @@ def build_module(builder: SourceBuilder, pattern_file: str | None) -> CompiledMo
         code = compile(source, filename, "exec")
         _CODE_CACHE[digest] = code
     ns = env.make_namespace()
-    exec(code, ns)  # noqa: S102 - source generated from the validated AST only
+    exec(code, ns)
     return CompiledModule(source, filename, ns, tuple(spans), pattern_file)

@@ -427,9 +427,12 @@ def compile_regex(pattern: str) -> Any:
     return re2.compile(pattern)
 
 
+_UNSET = object()  # "not looked up yet" for per-call caches in generated functions
+
+
 def make_namespace() -> dict[str, Any]:
     """The globals of a generated module: these helpers and nothing else."""
-    ns: dict[str, Any] = {"__builtins__": {}}
+    ns: dict[str, Any] = {"__builtins__": {}, "_U": _UNSET}
     for name, obj in {
         "_NUM": _NUM, "_str": str,
         "_lt": lt, "_le": le, "_gt": gt, "_ge": ge, "_eq": eq, "_ne": ne,

@@ -346,7 +346,8 @@ class _Compiler:
             else:
                 last_sink = self.convert_pattern(last_sink)
             self.following = self.current
-            self.current = self.current.previous  # type: ignore[assignment]
+            assert self.current.previous is not None
+            self.current = self.current.previous
         return last_sink
 
     def convert_pattern(self, sink: _State) -> _State:
@@ -374,7 +375,9 @@ class _Compiler:
         part = self.current
         last = sink
         self.set_first_of_loop(False)
-        inner_ignore = self.extend_with_until(self.get_inner_ignore_condition(part), part.until, False)
+        inner_ignore = self.extend_with_until(
+            self.get_inner_ignore_condition(part), part.until, False
+        )
         take = self.extend_with_until(self.get_take_condition(part), part.until, True)
         assert take is not None
         if part.greedy and times[0] != times[1]:
@@ -404,16 +407,17 @@ class _Compiler:
         st = self.create_state(Kind.NORMAL, True)
         s = self.copy_without_transitive_nots(sink)
         st.take(s, take)
-        if is_optional and not self.head_of_group(part):
+        true = self.get_true_function()
+        if is_optional:
             assert proceed is not None
             if part.greedy and part.until is not None:
                 orig = self.original.get(id(proceed), proceed)
-                st.proceed(orig, part.until)
-                st.proceed(proceed, neg(part.until))
+                st.proceed(orig, _and(true, part.until))
+                st.proceed(proceed, _and(true, neg(part.until)))
             else:
-                st.proceed(proceed, TRUE)
+                st.proceed(proceed, true)
         if ignore is not None:
-            if is_optional:
+            if is_optional or self.is_head_of_optional_group(part):
                 ign = self.create_state(Kind.NORMAL, False)
                 ign.take(s, take)
                 ign.ignore(None, ignore)
@@ -430,18 +434,19 @@ class _Compiler:
         ignore = self.extend_with_until(self.get_inner_ignore_condition(part), part.until, False)
         take = self.extend_with_until(self.get_take_condition(part), part.until, True)
         assert take is not None
+        true = self.get_true_function()
         looping = self.create_state(Kind.NORMAL, True)
         if part.greedy:
             if part.until is not None:
                 cp = self.copy(sink)
-                looping.proceed(cp, part.until)
+                looping.proceed(cp, _and(true, part.until))
                 self.original[id(sink)] = cp
-                looping.proceed(sink, neg(part.until))
+                looping.proceed(sink, _and(true, neg(part.until)))
             else:
-                looping.proceed(sink, TRUE)
+                looping.proceed(sink, true)
             self.update_with_greedy_condition(sink, self.get_take_condition(part))
         else:
-            looping.proceed(sink, TRUE)
+            looping.proceed(sink, true)
         looping.take(None, take)
         self.add_stop_state_to_looping(looping)
         if ignore is not None:
@@ -457,6 +462,7 @@ class _Compiler:
     def create_group_pattern_state(
         self, group: _Part, sink: _State, proceed: _State | None, is_optional: bool
     ) -> _State:
+        true = self.get_true_function()
         old = (self.current, self.following, self.group)
         self.group = group
         assert group.group_raw is not None
@@ -465,11 +471,12 @@ class _Compiler:
         last = self.convert_pattern(last)
         if is_optional:
             assert proceed is not None
-            last.proceed(proceed, TRUE)
+            last.proceed(proceed, true)
         self.current, self.following, self.group = old
         return last
 
     def create_looping_group_pattern_state(self, group: _Part, sink: _State) -> _State:
+        true = self.get_true_function()
         old = (self.current, self.following, self.group)
         dummy = self.create_state(Kind.NORMAL, True)
         self.group = group
@@ -477,13 +484,25 @@ class _Compiler:
         self.current = group.group_raw
         last = self.create_middle_states(dummy)
         last = self.convert_pattern(last)
-        last.proceed(sink, TRUE)
-        dummy.proceed(last, TRUE)
+        last.proceed(sink, true)
+        dummy.proceed(last, true)
         self.current, self.following, self.group = old
         return last
 
     def head_of_group(self, part: _Part) -> bool:
         return self.group is not None and part.previous is None
+
+    def is_head_of_optional_group(self, part: _Part) -> bool:
+        if not self.head_of_group(part):
+            return False
+        assert self.group is not None
+        return self.is_group_first_of_loop() and self.group.optional
+
+    def get_true_function(self) -> Cond:
+        """TRUE, or NOT(until) inside a group that has an `until`."""
+        if self.group is not None and self.group.until is not None:
+            return neg(self.group.until)
+        return TRUE
 
     def is_group_first_of_loop(self) -> bool:
         assert self.group is not None

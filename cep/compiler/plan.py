@@ -109,7 +109,6 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     stage_index = {n: i for i, n in enumerate(program.stage_names)}
     stage_set = frozenset(stage_index)
     let_index = {lt.name: i for i, lt in enumerate(pattern.lets)}
-    let_set = frozenset(let_index)
     sb = SourceBuilder(pattern.name)
     mod = sb.module
 
@@ -119,7 +118,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     for i, expr in enumerate(conds.exprs):
         ec = ExprCompiler(mod, stage_index, let_index)
         body = ec.truth(expr)
-        sb.add(f"c{i}", "d, ts, key, lets, path", ec.prologue() + [f"return {body}"],
+        sb.add(f"c{i}", "d, ts, key, lets, path", [*ec.prologue(), f"return {body}"],
                expr.span.line, f"condition of {conds.owner[i]}")
         cond_local.append(codegen.is_event_local(expr, stage_set))
         cond_text.append(f"{conds.owner[i]}#{i}")
@@ -139,42 +138,49 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     for name, expr in (("start_rel", start_expr), ("any_rel", any_expr)):
         ec = ExprCompiler(mod, stage_index, let_index)
         body = ec.truth(expr) if (name == "start_rel" or skip_safe) else "True"
-        sb.add(name, "d, ts, key, lets", ec.prologue() + [f"return {body}"],
+        sb.add(name, "d, ts, key, lets", [*ec.prologue(), f"return {body}"],
                pattern.span.line, f"relevance test {name}")
 
+    # Events arrive in (time, arrival) order here. A key without state only needs an
+    # event that can start a match, but only when the event is processed at the end of
+    # this batch (time <= horizon, the new watermark): then nothing earlier can still
+    # arrive. An event that stays buffered may yet be preceded by one that starts a
+    # match, so it needs the broader test, as for keys with state.
     pre = ["i = -1", "for d in ds:", "    i += 1"]
     pre += ["    " + ln for ln in _key_expr(pattern.key)]
     if has_lets:
         # relevance needs the let values: computed for the batch, tested afterwards
         pre += ["    out.append((i, k))"]
     else:
-        pre += ["    ks = get(k)", "    if ks is None:"]
         ec = ExprCompiler(mod, stage_index, let_index)
         test = ec.truth(start_expr)
+        ec2 = ExprCompiler(mod, stage_index, let_index)
+        test2 = ec2.truth(any_expr) if skip_safe else "True"
+        setup = ["ts = tss[i]", "key = k", "lets = None"]
+        pre += ["    ks = get(k)", "    if ks is None:"]
         if test != "True":
-            pre += ["        ts = tss[i]", "        key = k", "        lets = None"]
-            pre += ["        " + ln for ln in ec.prologue()]
-            pre += [f"        if not {test}:", "            continue"]
-        pre += ["        ks = create(k)"]
-        if skip_safe:
-            ec2 = ExprCompiler(mod, stage_index, let_index)
-            test2 = ec2.truth(any_expr)
+            pre += ["        if tss[i] <= horizon:"]
+            pre += ["            " + ln for ln in setup + ec.prologue()]
+            pre += [f"            if not {test}:", "                continue"]
             if test2 != "True":
-                pre += ["    else:", "        ts = tss[i]", "        key = k", "        lets = None"]
-                pre += ["        " + ln for ln in ec2.prologue()]
-                pre += [f"        if not {test2}:", "            continue"]
+                pre += ["        else:"]
+                pre += ["            " + ln for ln in setup + ec2.prologue()]
+                pre += [f"            if not {test2}:", "                continue"]
+        pre += ["        ks = create(k)"]
+        if test2 != "True":
+            pre += ["    else:"]
+            pre += ["        " + ln for ln in setup + ec2.prologue()]
+            pre += [f"        if not {test2}:", "            continue"]
         pre += ["    out.append((i, ks))"]
-    sb.add("prefilter", "ds, tss, get, create, out", pre, pattern.span.line, "prefilter")
+    sb.add("prefilter", "ds, tss, horizon, get, create, out", pre, pattern.span.line,
+           "prefilter")
 
     # -- lets
     let_scores: list[ScoreCall] = []
     ec = ExprCompiler(mod, stage_index, let_index, score_calls=let_scores)
-    body = [f"lets = [None] * {len(pattern.lets)}"]
-    values = []
-    for i, lt in enumerate(pattern.lets):
-        values.append(f"lets[{i}] = {ec.value(lt.expr)}")
-    body = ec.prologue() + body + values + ["return lets"]
-    sb.add("lets_of", "d, ts, key, sc", body, pattern.span.line, "let values")
+    values = [f"lets[{i}] = {ec.value(lt.expr)}" for i, lt in enumerate(pattern.lets)]
+    lets_body = [*ec.prologue(), f"lets = [None] * {len(pattern.lets)}", *values, "return lets"]
+    sb.add("lets_of", "d, ts, key, sc", lets_body, pattern.span.line, "let values")
     _add_feats(sb, "let_feats", "d, ts, key", let_scores, stage_index, let_index, "event")
 
     # -- emit: without `emit`, a match is an alert with no measures, unless the pattern
@@ -236,7 +242,7 @@ def _add_feats(
     for call in calls:
         vals = [ec.value(expr) for _, expr in call.features]
         tuples.append("(" + "".join(v + ", " for v in vals) + ")")
-    body = ec.prologue() + ["return (" + "".join(t + ", " for t in tuples) + ")"]
+    body = [*ec.prologue(), "return (" + "".join(t + ", " for t in tuples) + ")"]
     sb.add(name, params, body, calls[0].span.line if calls else 0, f"{name} features")
 
 

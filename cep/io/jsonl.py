@@ -35,8 +35,8 @@ def open_binary(path: str | Path) -> IO[bytes]:
     if p == "-":
         return sys.stdin.buffer
     if p.endswith(".gz"):
-        return gzip.open(p, "rb")
-    return open(p, "rb")  # noqa: SIM115 - the caller closes it
+        return gzip.open(p, "rb")  # type: ignore[return-value]
+    return open(p, "rb")
 
 
 def decode_line(line: bytes) -> tuple[Any, str | None]:
@@ -87,7 +87,7 @@ def open_text_out(path: str | Path | None) -> IO[bytes]:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix == ".gz":
-        return gzip.open(p, "wb")
+        return gzip.open(p, "wb")  # type: ignore[return-value]
     return io.BufferedWriter(io.FileIO(p, "w"))
 
 
@@ -107,7 +107,8 @@ class JsonlSink:
 
     def write_records(self, records: Iterable[dict[str, Any]]) -> None:
         for r in records:
-            self._f.write(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS))
+            opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+            self._f.write(orjson.dumps(r, option=opts))
             self.count += 1
 
     def close(self) -> None:

@@ -171,18 +171,20 @@ class PatternRuntime:
         s = self.plan.streams
         return s is None or stream is None or stream in s
 
-    def ingest(self, ds: list[Any], tss: list[int], pos: list[Any]) -> None:
+    def ingest(self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float) -> None:
+        """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
+        `horizon` is the watermark after this batch (see the prefilter in plan.py)."""
         plan = self.plan
         cands: list[tuple[int, Any]] = []
         get, create = (None, None) if plan.let_names else (self.states.get, self._create)
         try:
-            plan.prefilter(ds, tss, get, create, cands)
+            plan.prefilter(ds, tss, horizon, get, create, cands)
         except Exception as exc:  # generated code is total; this guards against bugs
-            cands = self._prefilter_each(ds, tss, get, create, exc)
+            cands = self._prefilter_each(ds, tss, horizon, get, create, exc)
         if not plan.let_names:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
-            selected = self._with_lets(ds, tss, cands)
+            selected = self._with_lets(ds, tss, cands, horizon)
         if not selected:
             return
         heap = self.heap
@@ -200,7 +202,8 @@ class PatternRuntime:
         self.stats["buffered"] += len(selected)
 
     def _prefilter_each(
-        self, ds: list[Any], tss: list[int], get: Any, create: Any, first: BaseException
+        self, ds: list[Any], tss: list[int], horizon: float, get: Any, create: Any,
+        first: BaseException,
     ) -> list[tuple[int, Any]]:
         """Slow path after the prefilter raised: event by event, skipping (and counting)
         the events it raises on, so one bad event cannot stop the batch."""
@@ -210,7 +213,7 @@ class PatternRuntime:
         for i in range(len(ds)):
             one: list[tuple[int, Any]] = []
             try:
-                plan.prefilter(ds[i:i + 1], tss[i:i + 1], get, create, one)
+                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one)
             except Exception as exc:
                 self.engine._on_error(plan.module.error(exc, plan.name))
                 continue
@@ -221,7 +224,7 @@ class PatternRuntime:
         return cands
 
     def _with_lets(
-        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]]
+        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float
     ) -> list[tuple[int, KeyState, Any]]:
         plan = self.plan
         scores = self.engine._score_rows(
@@ -236,7 +239,8 @@ class PatternRuntime:
             lets = plan.lets_of(d, ts, k, scores[j])
             ks = get(k)
             if ks is None:
-                if not plan.start_rel(d, ts, k, lets):
+                test = plan.start_rel if ts <= horizon else plan.any_rel
+                if not test(d, ts, k, lets):
                     continue
                 ks = self._create(k)
                 if ks is None:
@@ -423,9 +427,16 @@ class Engine:
                 ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
+                if tss:
+                    order = sorted(range(len(tss)), key=tss.__getitem__)  # stable
+                    if any(order[j] != j for j in range(len(order))):
+                        ds = [ds[j] for j in order]
+                        tss = [tss[j] for j in order]
+                        ps = [ps[j] for j in order]
+            horizon = clock.watermark
             for rt in rts:
                 if ds:
-                    rt.ingest(ds, tss, ps)
+                    rt.ingest(ds, tss, ps, horizon)
             wm = clock.watermark
             for rt in rts:
                 rt.drain(wm, outs)
@@ -444,13 +455,21 @@ class Engine:
         clock: Clock,
         dead: dict[int, DeadLetter],
     ) -> tuple[list[Any], list[int], list[Any]]:
-        ds: list[Any] = []
-        tss: list[int] = []
-        ps: list[Any] = []
         wm = clock.watermark
         skew = self.config.max_future_skew_ms
         limit = self.now_ms() + skew if skew is not None else INF
         single = tf[0] if len(tf) == 1 else None
+        if single is not None:
+            # fast path: every event a dict with an int time, none late or in the future
+            try:
+                tss = [d.get(single) for d in events]
+                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit:
+                    return list(events), tss, list(pos)
+            except (AttributeError, TypeError):
+                pass
+        ds: list[Any] = []
+        tss = []
+        ps: list[Any] = []
         for i, d in enumerate(events):
             if d.__class__ is not dict:
                 dead.setdefault(i, DeadLetter(d, pos[i], "malformed", "an event is a JSON object"))
@@ -459,13 +478,15 @@ class Engine:
             t = raw if raw.__class__ is int else to_ms(raw)
             if t is None:
                 reason = "missing_time" if raw is None else "bad_time"
-                dead.setdefault(i, DeadLetter(d, pos[i], reason, f"time field {'.'.join(tf)}={raw!r}"))
+                detail = f"time field {'.'.join(tf)}={raw!r}"
+                dead.setdefault(i, DeadLetter(d, pos[i], reason, detail))
             elif t > limit:
                 dead.setdefault(
                     i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
                 )
             elif t <= wm:
-                dead.setdefault(i, DeadLetter(d, pos[i], "late", f"time {t} <= watermark {int(wm)}"))
+                detail = f"time {t} <= watermark {int(wm)}"
+                dead.setdefault(i, DeadLetter(d, pos[i], "late", detail))
             else:
                 ds.append(d)
                 tss.append(t)
@@ -514,7 +535,7 @@ class Engine:
                 self.metrics["scoring_errors"] += 1
                 if len(self.errors) < 100:
                     self.errors.append(f"score({call.model}): {type(exc).__name__}: {exc}")
-                columns.append([None] * n)
+                columns.append([None] * n)  # type: ignore[list-item]
         return [tuple(col[i] for col in columns) for i in range(n)]
 
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:

@@ -123,7 +123,9 @@ def test_alert_ids_are_deterministic(tmp_path: Path, pattern_file: Path) -> None
     assert len(str(a1[0]["alert_id"])) == 32
 
 
-def test_cli_check_reports_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_reports_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.cep"
     bad.write_text("pattern p {\n  match\n    a where amount >\n}\n")
     assert main(["check", str(bad)]) == 1
