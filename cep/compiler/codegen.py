@@ -95,7 +95,7 @@ class ExprCompiler:
         self.let_index = let_index
         self.lets = frozenset(let_index)
         self.context = context
-        self.measures = measures or {}
+        self.measures = measures if measures is not None else {}
         self.score_calls = score_calls if score_calls is not None else []
         self.fields: dict[tuple[str, ...], str] = {}
         self.bound: dict[int, str] = {}

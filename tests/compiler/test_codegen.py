@@ -132,3 +132,19 @@ def test_engine_survives_a_raising_condition() -> None:
     res.extend(eng.finish())
     assert res.alerts == []
     assert eng.metrics["condition_errors"] >= 1
+
+
+def test_when_reads_measures_by_name() -> None:
+    text = """pattern p {
+      skip none
+      match r{2} where kind == "r"
+      emit when total > 10 { total = sum(r.amount), n = count(r) }
+    }"""
+    plan = plan_of(text)
+    eng = Engine([plan], now_ms=lambda: 0)
+    evs = [{"kind": "r", "amount": a, "ts": i} for i, a in enumerate([4, 5, 6, 7], 1)]
+    res = eng.process(evs)
+    res.extend(eng.finish())
+    # pairs (4,5)=9 filtered; (5,6)=11 and (6,7)=13 pass
+    assert [a.record["measures"]["total"] for a in res.alerts] == [11, 13]
+    assert eng.metrics["filtered.p"] == 1

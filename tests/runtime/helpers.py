@@ -2,59 +2,103 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cep.compiler.plan import compile_pattern
 from cep.dsl.parser import parse
-from cep.runtime.engine import Engine, EngineConfig
+from cep.runtime.engine import Alert, BatchResult, Engine, EngineConfig
+
+# a tail that reports completed matches and timed-out partial matches (a pattern with
+# only `on timeout emit` reports timeouts only)
+WITH_TIMEOUTS = "emit {} on timeout emit {}"
+
+
+def pattern(match: str, header: str = "", tail: str = "") -> str:
+    """A one-pattern source: `pattern p { <header> match <match> <tail> }`."""
+    return f"pattern p {{\n  {header}\n  match {match}\n  {tail}\n}}"
+
+
+_TOKEN = re.compile(r"(?P<id>[^:@]+)(?:@(?P<t1>-?\d+))?(?::(?P<f>[^@]*))?(?:@(?P<t2>-?\d+))?")
+
+
+def _value(v: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
 
 
 def events_from(spec: str, *, start: int = 1000, step: int = 1) -> list[dict[str, Any]]:
     """'a1 c b1 b2' -> events with id=a1, name=a (letters before the digits), ts increasing.
-    A token may carry fields: 'a1:price=7' ; and an explicit time: 'a1@50'."""
+    A token may carry fields, 'a1:price=7,m=x', and an explicit time, 'a1@50' or
+    'a1:price=7@50' (later tokens continue from it)."""
     out = []
     ts = start
     for tok in spec.split():
-        fields: dict[str, Any] = {}
-        if ":" in tok:
-            tok, rest = tok.split(":", 1)
-            for kv in rest.split(","):
+        m = _TOKEN.fullmatch(tok)
+        if m is None:
+            raise ValueError(f"bad event token {tok!r}")
+        fields = {}
+        if m["f"]:
+            for kv in m["f"].split(","):
                 k, v = kv.split("=")
-                try:
-                    fields[k] = int(v)
-                except ValueError:
-                    try:
-                        fields[k] = float(v)
-                    except ValueError:
-                        fields[k] = v
-        if "@" in tok:
-            tok, t = tok.split("@")
+                fields[k] = _value(v)
+        t = m["t1"] or m["t2"]
+        if t is not None:
             ts = int(t)
-        name = tok.rstrip("0123456789")
-        out.append({"id": tok, "name": name, "ts": ts, **fields})
+        ident = m["id"]
+        out.append({"id": ident, "name": ident.rstrip("0123456789"), "ts": ts, **fields})
         ts += step
     return out
 
 
-def run_pattern(text: str, events: list[dict[str, Any]], *, finish: bool = True,
-                batch: int = 1, ooo: int = 0) -> list[Any]:
+def feed(text: str, events: list[dict[str, Any]], *, finish: bool = True,
+         batch: int = 1, ooo: int = 0) -> tuple[Engine, BatchResult]:
+    """Run the first pattern of `text` over `events` in batches of `batch`; the engine
+    (for state inspection) and everything it produced."""
     pf = parse(text)
     plan = compile_pattern(pf.patterns[0])
     eng = Engine([plan], EngineConfig(max_out_of_orderness_ms=ooo), now_ms=lambda: 0)
-    alerts = []
+    result = BatchResult()
     for i in range(0, len(events), batch):
-        alerts.extend(eng.process(events[i:i + batch]).alerts)
+        result.extend(eng.process(events[i:i + batch]))
     if finish:
-        alerts.extend(eng.finish().alerts)
-    return alerts
+        result.extend(eng.finish())
+    return eng, result
 
 
-def matches(text: str, spec: str, **kw: Any) -> list[str]:
+def run_pattern(text: str, events: list[dict[str, Any]], *, finish: bool = True,
+                batch: int = 1, ooo: int = 0) -> list[Alert]:
+    return feed(text, events, finish=finish, batch=batch, ooo=ooo)[1].alerts
+
+
+def show(alert: Alert, *, by_time: bool = False) -> str:
+    """'a1 b2' (events in stage order, or in time order); timeouts as 'timeout:a1'."""
+    evs = [e for stage in alert.record["events"].values() for e in stage]
+    if by_time:
+        evs.sort(key=lambda e: e["ts"])
+    pre = "timeout:" if alert.record["kind"] == "timeout" else ""
+    return pre + " ".join(e["id"] for e in evs)
+
+
+def matches(text: str, spec: str, *, by_time: bool = False, **kw: Any) -> list[str]:
     """Matches as 'a1 b2' strings (events in stage order), in emission order;
     timeouts are prefixed with 'timeout:'."""
-    out = []
-    for a in run_pattern(text, events_from(spec), **kw):
-        ids = [e["id"] for evs in a.record["events"].values() for e in evs]
-        pre = "timeout:" if a.record["kind"] == "timeout" else ""
-        out.append(pre + " ".join(ids))
-    return out
+    return [show(a, by_time=by_time) for a in run_pattern(text, events_from(spec), **kw)]
+
+
+def matches_at(text: str, spec: str, **kw: Any) -> list[tuple[str, int]]:
+    """Like `matches`, with each alert's time: the completing event's time for a
+    match, start + window (or previous + stage window) for a timeout."""
+    return [(show(a), a.record["time"]) for a in run_pattern(text, events_from(spec), **kw)]
+
+
+def named(stage: str, quant: str = "", *, cond: str = "", after: str = "") -> str:
+    """A stage that takes the events called like it: `named("a", "+ consecutive")` is
+    `a+ consecutive where name == "a"`; `cond` is ANDed, `after` follows the where
+    (`until …`, `within …`)."""
+    where = f'name == "{stage}"' + (f" and ({cond})" if cond else "")
+    return f"{stage}{quant} where {where}" + (f" {after}" if after else "")
