@@ -15,6 +15,7 @@ from typing import Any
 from cep.durations import parse_duration as _parse_duration
 from cep.errors import CepError, PatternError
 
+
 def parse_duration(text: str) -> int:
     try:
         return _parse_duration(text)

@@ -24,6 +24,7 @@ from typing import Any
 from cep.compiler import codegen
 from cep.compiler.codegen import ExprCompiler, ScoreCall, SourceBuilder
 from cep.compiler.nfa import Action, ConditionTable, Kind, NfaProgram, compile_nfa
+from cep.compiler.stepgen import generate_steps
 from cep.dsl import ast
 
 SKIP_KINDS = ("none", "to_next", "past_last", "to_first", "to_last")
@@ -48,6 +49,8 @@ class CompiledPattern:
     nfa: NfaProgram
     module: codegen.CompiledModule
     conds: tuple[Any, ...]
+    steps: tuple[Any, ...]  # per NFA state: the generated step of a run resting there
+    start_step: Any  # the step of the implicit start run
     cond_local: tuple[bool, ...]  # condition reads only the current event: memoise per event
     cond_text: tuple[str, ...]
     prefilter: Any
@@ -122,6 +125,11 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
                expr.span.line, f"condition of {conds.owner[i]}")
         cond_local.append(codegen.is_event_local(expr, stage_set))
         cond_text.append(f"{conds.owner[i]}#{i}")
+
+    # -- the NFA step, one function per state (stepgen.py)
+    for fname, body in generate_steps(program, tuple(cond_local)):
+        sb.add(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
+               body, pattern.span.line, f"NFA step {fname}")
 
     # -- relevance
     start_conds = _start_take_conditions(program)
@@ -206,6 +214,8 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         nfa=program,
         module=module,
         conds=tuple(fns[f"c{i}"] for i in range(len(conds.exprs))),
+        steps=tuple(fns.get(f"st{i}") for i in range(len(program.states))),
+        start_step=fns["start"],
         cond_local=tuple(cond_local),
         cond_text=tuple(cond_text),
         prefilter=fns["prefilter"],

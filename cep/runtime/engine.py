@@ -253,30 +253,33 @@ class PatternRuntime:
     # -- time
 
     def drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        """Feed buffered events and fire timers up to the watermark, merged in time
+        order (a timer before an event of the same time), like Flink's timer service."""
         heap = self.heap
+        timers = self.timers
         m = self.matcher
         seq = self.engine._seq
         pop = heapq.heappop
         outs: list[Output] = []
-        while heap and heap[0][0] <= watermark:
-            ts, _, _, ks, ev = pop(heap)
-            ks.nbuf -= 1
-            ev.seq = next(seq)
-            if ks.deadline <= ts:
-                m.advance(ks, ts, outs)
-            m.process(ks, ev, outs)
-            if outs:
-                out.extend((self, ks.key, o) for o in outs)
-                outs = []
-            self._settle(ks)
-        timers = self.timers
-        while timers and timers[0][0] <= watermark:
-            d, _, key = pop(timers)
-            ks = self.states.get(key)
-            if ks is None or ks.scheduled != d:
-                continue
-            ks.scheduled = INF
-            m.advance(ks, watermark, outs)
+        while True:
+            te = heap[0][0] if heap and heap[0][0] <= watermark else INF
+            tt = timers[0][0] if timers and timers[0][0] <= watermark else INF
+            if te == INF and tt == INF:
+                return
+            if tt <= te:
+                d, _, key = pop(timers)
+                ks = self.states.get(key)
+                if ks is None or ks.scheduled != d:
+                    continue  # superseded by a later schedule, or the key is gone
+                ks.scheduled = INF
+                m.advance(ks, d, outs)
+            else:
+                ts, _, _, ks, ev = pop(heap)
+                ks.nbuf -= 1
+                ev.seq = next(seq)
+                if ks.deadline <= ts:
+                    m.advance(ks, ts, outs)
+                m.process(ks, ev, outs)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
                 outs = []

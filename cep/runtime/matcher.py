@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cep.compiler.nfa import Action, Kind
+from cep.compiler.nfa import Kind
 from cep.compiler.plan import CompiledPattern
 
 INF = float("inf")
@@ -102,154 +102,33 @@ class Matcher:
         self.window = prog.window
         self.kind = tuple(int(s.kind) for s in prog.states)
         self.stage = tuple(s.stage for s in prog.states)
-        self.swin = tuple(s.window for s in prog.states)
         self.expiry = prog.expiry
-        self.conds = plan.conds
-        self.local = plan.cond_local
         self.ncond = len(plan.conds)
-        self.final = prog.final
-        self.edges = tuple(
-            tuple((int(e.action), e.target, self._literals(e.cond)) for e in s.edges)
-            for s in prog.states
-        )
-        self.proceeds_to_final = tuple(
-            any(e.action == Action.PROCEED for e in s.edges) for s in prog.states
-        )
+        ns = plan.module.namespace
+        ns["Run"], ns["Node"] = Run, Node  # what the generated steps build
+        self.steps = plan.steps
+        self.start_step = plan.start_step
         self.skip = plan.skip_kind
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None
-        self.start_run = Run(self.start, None, 0, -1, 0, 0)
-
-    def _literals(self, cond: tuple[int, ...]) -> tuple[tuple[int, bool, bool], ...]:
-        out = []
-        for lit in cond:
-            if lit == 0:
-                out.append((-1, False, True))
-            else:
-                idx = abs(lit) - 1
-                out.append((idx, lit > 0, self.local[idx]))
-        return tuple(out)
-
-    # ------------------------------------------------------------ conditions
-
-    def _holds(
-        self, lits: tuple[tuple[int, bool, bool], ...], run: Run, ev: Ev, key: Any,
-        E: list[Any], R: dict[int, bool],
-    ) -> bool:
-        """A conjunction of literals (cond index, wanted value, event-local?). Results
-        are memoised per event (E) for event-local conditions, per run (R) otherwise."""
-        for idx, want, local in lits:
-            if idx < 0:
-                return False  # the literal that never holds
-            v = E[idx] if local else R.get(idx)
-            if v is None:
-                try:
-                    v = self.conds[idx](ev.data, ev.ts, key, ev.lets, run.path) is True
-                except Exception as exc:  # generated code is total; this is a bug guard
-                    self.on_error(self.plan.module.error(exc, self.plan.name))
-                    v = False
-                if local:
-                    E[idx] = v
-                else:
-                    R[idx] = v
-            if v is not want:
-                return False
-        return True
 
     # ------------------------------------------------------------ one event
 
-    def _next(
-        self, run: Run, ev: Ev, key: Any, E: list[Any], out: list[Run], fin: list[Run]
-    ) -> None:
-        """Flink's computeNextStates: the successors of one run for one event go to
-        `out`, those that complete a match to `fin`. When a Stop state is reached the
-        run's other successors are discarded; completed matches are kept, as in Flink."""
-        is_start = run is self.start_run
-        R: dict[int, bool] = {}
-        edges = self.edges
-        holds = self._holds
-        takes: list[tuple[int, int]] = []
-        ignores: list[int] = []
-        stop = False
-        stack = [run.state]
-        while stack:
-            s = stack.pop()
-            for action, target, lits in edges[s]:
-                if lits and not holds(lits, run, ev, key, E, R):
-                    continue
-                if action == 2:  # PROCEED
-                    stack.append(target)
-                elif action == 0:  # TAKE
-                    if self.kind[target] == STOP:
-                        stop = True
-                        continue
-                    w = self.swin[s]
-                    if w and not is_start and ev.ts - run.time >= w:
-                        continue  # the stage's `within` has passed since the previous event
-                    takes.append((s, target))
-                elif not is_start:
-                    ignores.append(target)
-        final = self.final
-        kind = self.kind
-        for src, target in takes:
-            node = Node(self.stage[src], ev, run.path)
-            if is_start:
-                start_ts, start_seq = ev.ts, ev.seq
-            else:
-                start_ts, start_seq = run.start_ts, run.start_seq
-            n = run.n + 1
-            if kind[target] == FINAL:
-                fin.append(Run(target, node, start_ts, start_seq, ev.ts, n))
-                continue
-            if not stop:
-                out.append(Run(target, node, start_ts, start_seq, ev.ts, n))
-            if self.proceeds_to_final[target] and self._final_after_proceed(
-                target, run, ev, key, E, R
-            ):
-                fin.append(Run(final, node, start_ts, start_seq, ev.ts, n))
-        reused = False
-        for target in ignores:
-            if kind[target] == FINAL:
-                fin.append(Run(target, run.path, run.start_ts, run.start_seq, ev.ts, run.n))
-            elif stop:
-                continue
-            elif not reused:
-                # the old run object is dropped after this step: reuse it for one successor
-                reused = True
-                run.state = target
-                out.append(run)
-            else:
-                out.append(Run(target, run.path, run.start_ts, run.start_seq, run.time, run.n))
-
-    def _final_after_proceed(
-        self, state: int, run: Run, ev: Ev, key: Any, E: list[Any], R: dict[int, bool]
-    ) -> bool:
-        stack = [state]
-        seen = {state}
-        while stack:
-            s = stack.pop()
-            for action, target, lits in self.edges[s]:
-                if action != 2:
-                    continue
-                if lits and not self._holds(lits, run, ev, key, E, R):
-                    continue
-                if self.kind[target] == FINAL:
-                    return True
-                if target not in seen:
-                    seen.add(target)
-                    stack.append(target)
-        return False
-
     def process(self, ks: KeyState, ev: Ev, out: list[Output]) -> None:
-        """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess."""
+        """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess. Each run takes
+        the generated step of its state (cep/compiler/stepgen.py)."""
         E: list[Any] = [None] * self.ncond
         key = ks.key
         new_runs: list[Run] = []
         potential: list[Run] = []
-        nxt = self._next
-        for run in ks.runs:
-            nxt(run, ev, key, E, new_runs, potential)
-        nxt(self.start_run, ev, key, E, new_runs, potential)
+        steps = self.steps
+        try:
+            for run in ks.runs:
+                steps[run.state](run, ev, key, E, new_runs, potential)
+            self.start_step(ev, key, E, new_runs, potential)
+        except Exception as exc:  # generated code is total; this is a bug guard
+            self.on_error(self.plan.module.error(exc, self.plan.name))
+            return
         ks.runs = new_runs
         ks.deadline = self.next_deadline(ks) if new_runs else INF
         if self.skip == "none":
@@ -290,6 +169,8 @@ class Matcher:
             elif self.handle_timeouts and run.path is not None:
                 out.append(("timeout", run, deadline))
         if not changed:
+            if ks.deadline <= t:  # stale: nothing expires by t any more
+                ks.deadline = self.next_deadline(ks)
             return
         ks.runs = keep
         ks.deadline = self.next_deadline(ks) if keep else INF
@@ -334,6 +215,8 @@ class Matcher:
                 runs[:] = [r for r in runs if not _pruned(r, pid, strict)]
                 held[:] = [h for h in held if not _pruned(h, pid, strict)]
             out.append(("match", m, m.time))
+        # pruning may have removed the runs that determined the key's next deadline
+        ks.deadline = self.next_deadline(ks) if runs else INF
 
     def _pruning_id(self, m: Run) -> tuple[int, int] | None:
         skip = self.skip
