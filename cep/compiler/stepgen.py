@@ -172,7 +172,9 @@ def _step_body(
         body.append(f"        if {node} is None:")
         body.append(f"            {node} = Node({stage}, ev, {prev})")
         if kinds[e.target] == Kind.FINAL:
-            body.append(f"        fin.append(Run({final}, {node}, {start_ts}, {start_seq}, ts, {n}))")
+            body.append(
+                f"        fin.append(Run({final}, {node}, {start_ts}, {start_seq}, ts, {n}))"
+            )
             continue
         inner = "        "
         if stops:
