@@ -162,6 +162,7 @@ def _run(
     on_alerts: Callable[[list[Alert]], None] | None,
 ) -> BacktestReport:
     engine = Engine(plans, EngineConfig(max_out_of_orderness_ms=ooo), scorer=scorer)
+    engine.track_changes = False  # a backtest never checkpoints
     report = BacktestReport(mode=mode, patterns=[p.name for p in plans])
     labels = LabelScorer(label_field) if label_field else None
     # in 'complete' mode nothing is written until the pass is known to be ordered

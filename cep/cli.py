@@ -4,6 +4,7 @@ which live in the service package and are imported only when used)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -247,8 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def tune_gc() -> None:
+    """The engine makes many small, acyclic objects (events, partial matches); Python's
+    cyclic collector would otherwise keep re-scanning every live event. Collect less
+    often, and never rescan what exists at startup (compiled patterns, models)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("backtest", "demo", "serve"):
+        tune_gc()
     try:
         code: int = args.fn(args)
     except PatternError as err:

@@ -149,6 +149,9 @@ class PatternRuntime:
         # a replaced version drains: its partial matches finish, it starts no new ones
         self.draining = False
         self.dirty: set[Any] = set()  # keys changed since the last checkpoint
+        # this batch's relevant events, already in (time, arrival) order: merged with the
+        # heap in drain(), so most events never enter the heap at all
+        self.fresh: list[tuple[Any, ...]] = []
 
     @property
     def name(self) -> str:
@@ -187,18 +190,19 @@ class PatternRuntime:
             selected = self._with_lets(ds, tss, cands, horizon)
         if not selected:
             return
-        heap = self.heap
         arrival = self.engine._arrival
         order_by = plan.order_by
-        push = heapq.heappush
-        dirty = self.dirty
+        fresh = self.fresh
         for i, ks, lets in selected:
             ts = tss[i]
             d = ds[i]
             ob = tuple(_sortable(path_get(d, p)) for p in order_by) if order_by else ()
             ks.nbuf += 1
-            dirty.add(ks.key)
-            push(heap, (ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
+            fresh.append((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
+        if order_by:
+            fresh.sort(key=lambda x: (x[0], x[1], x[2]))
+        if self.engine.track_changes:
+            self.dirty.update(x[3].key for x in fresh)
         self.stats["buffered"] += len(selected)
 
     def _prefilter_each(
@@ -257,16 +261,22 @@ class PatternRuntime:
         order (a timer before an event of the same time), like Flink's timer service."""
         heap = self.heap
         timers = self.timers
+        fresh = self.fresh
+        self.fresh = []
+        nf = len(fresh)
+        fi = 0
         m = self.matcher
         seq = self.engine._seq
         pop = heapq.heappop
+        settle = self._settle
         outs: list[Output] = []
         while True:
+            tf = fresh[fi][0] if fi < nf and fresh[fi][0] <= watermark else INF
             te = heap[0][0] if heap and heap[0][0] <= watermark else INF
             tt = timers[0][0] if timers and timers[0][0] <= watermark else INF
-            if te == INF and tt == INF:
-                return
-            if tt <= te:
+            if tt <= te and tt <= tf:
+                if tt == INF:
+                    break
                 d, _, key = pop(timers)
                 ks = self.states.get(key)
                 if ks is None or ks.scheduled != d:
@@ -274,7 +284,12 @@ class PatternRuntime:
                 ks.scheduled = INF
                 m.advance(ks, d, outs)
             else:
-                ts, _, _, ks, ev = pop(heap)
+                # older buffered events first on equal (time, order-by): they arrived first
+                if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
+                    ts, _, _, ks, ev = pop(heap)
+                else:
+                    ts, _, _, ks, ev = fresh[fi]
+                    fi += 1
                 ks.nbuf -= 1
                 ev.seq = next(seq)
                 if ks.deadline <= ts:
@@ -283,11 +298,14 @@ class PatternRuntime:
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
                 outs = []
-            self._settle(ks)
+            settle(ks)
+        for item in fresh[fi:]:  # not due yet: wait in the heap
+            heapq.heappush(heap, item)
 
     def _settle(self, ks: KeyState) -> None:
         """After a key changed: enforce limits, release it if empty, else reschedule."""
-        self.dirty.add(ks.key)
+        if self.engine.track_changes:
+            self.dirty.add(ks.key)
         runs = ks.runs
         limit = self.engine.config.max_runs_per_key
         if len(runs) > limit:
@@ -333,6 +351,8 @@ class Engine:
         self._seq = count(1)
         self._arrival = count()
         self.removed_keys: list[tuple[str, int, Any]] = []  # state to delete at checkpoint
+        # record which keys changed, for checkpoint(); on by default, off for backtests
+        self.track_changes = True
         for plan in plans:
             self.add(plan)
 
@@ -376,7 +396,8 @@ class Engine:
         return [rt for rt in self.runtimes if rt.name == name]
 
     def _retire_drained(self) -> None:
-        for rt in [rt for rt in self.runtimes if rt.draining and not rt.states and not rt.heap]:
+        for rt in [rt for rt in self.runtimes if rt.draining and not rt.states and not rt.heap
+                   and not rt.fresh]:
             self.runtimes.remove(rt)
 
     # -- processing
@@ -430,12 +451,11 @@ class Engine:
                 ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
-                if tss:
+                if tss and tss != sorted(tss):
                     order = sorted(range(len(tss)), key=tss.__getitem__)  # stable
-                    if any(order[j] != j for j in range(len(order))):
-                        ds = [ds[j] for j in order]
-                        tss = [tss[j] for j in order]
-                        ps = [ps[j] for j in order]
+                    ds = [ds[j] for j in order]
+                    tss = [tss[j] for j in order]
+                    ps = [ps[j] for j in order]
             horizon = clock.watermark
             for rt in rts:
                 if ds:
@@ -467,7 +487,7 @@ class Engine:
             try:
                 tss = [d.get(single) for d in events]
                 if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit:
-                    return list(events), tss, list(pos)
+                    return events, tss, pos  # type: ignore[return-value]
             except (AttributeError, TypeError):
                 pass
         ds: list[Any] = []
@@ -617,6 +637,8 @@ class Engine:
         for name, version, key in self.removed_keys:
             puts[state_key(name, version, key)] = None
         self.removed_keys.clear()
+        if not self.track_changes:
+            raise RuntimeError("checkpoint() needs an engine with track_changes = True")
         for rt in self.runtimes:
             if not rt.dirty:
                 continue
