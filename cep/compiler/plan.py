@@ -92,6 +92,8 @@ def _key_expr(paths: tuple[tuple[str, ...], ...]) -> list[str]:
     if len(paths) == 1:
         return [
             f"k = {one(paths[0])}",
+            "if k is None:",
+            "    continue",
             "if k.__class__ is not _str:",
             "    k = _nkey(k)",
             "    if k is None:",
