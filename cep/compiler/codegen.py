@@ -110,8 +110,10 @@ class ExprCompiler:
 
     def _reuse(self, src: str) -> tuple[str, str]:
         """(first use, later uses) of a Python expression evaluated once."""
-        if _IDENT.match(src) or _is_const(src):
+        if _IDENT.match(src):
             return src, src
+        if _is_const(src):
+            return f"({src})", f"({src})"
         t = self._fresh()
         return f"({t} := {src})", t
 
@@ -304,6 +306,13 @@ class ExprCompiler:
     def _compare(self, e: ast.Compare, want: bool) -> str:
         op: str = e.op
         left, right = e.left, e.right
+        if isinstance(left, ast.Literal) and isinstance(right, ast.Literal):
+            # constant comparison: the total helpers (no fast path to specialise)
+            fn = {**_CMP_FN, "==": "_eq", "!=": "_ne", "in": "_in"}.get(op)
+            if fn is not None:
+                return f"({fn}({self.value(left)}, {self.value(right)}) is {want})"
+            if op == "not in":
+                return f"(_in({self.value(left)}, {self.value(right)}) is {not want})"
         if op in _CMP_FN:
             if _is_num_lit(left) and not _is_num_lit(right):
                 left, right, op = right, left, _CMP_FLIP[op]
@@ -338,7 +347,7 @@ class ExprCompiler:
             return f"({both} and {a} {'==' if positive else '!='} {b})"
         if op in ("in", "not in"):
             positive = (op == "in") == want
-            if isinstance(right, ast.ListLit) and all(
+            if not isinstance(left, ast.Literal) and isinstance(right, ast.ListLit) and all(
                 isinstance(i, ast.Literal) and i.value is not None for i in right.items
             ):
                 c = self.value(right)

@@ -50,9 +50,14 @@ TRUE: Cond = ()
 
 
 def neg(c: Cond) -> Cond:
-    """NOT of a conjunction is representable only for a single literal (or TRUE -> None)."""
+    """NOT of TRUE, FALSE or a single literal. (A conjunction of several literals is
+    first registered as one composite condition: `ConditionTable.conjunction`.)"""
+    if not c:
+        return (0,)  # NOT TRUE = FALSE
+    if c == (0,):
+        return ()  # NOT FALSE = TRUE
     if len(c) != 1:
-        raise ValueError("only single literals can be negated")
+        raise ValueError("negate a conjunction through ConditionTable.conjunction")
     return (-c[0],)
 
 
@@ -177,6 +182,22 @@ class ConditionTable:
     def __init__(self) -> None:
         self.exprs: list[ast.Expr] = []
         self.owner: list[str] = []  # stage name, for diagnostics and dis
+        # composite conditions: index -> the conjunction of literals it stands for
+        self.composite: dict[int, Cond] = {}
+
+    def conjunction(self, c: Cond) -> Cond:
+        """A single literal standing for the conjunction `c` (so that it can be negated,
+        as Flink negates a RichAndCondition)."""
+        if len(c) <= 1 or 0 in c:
+            return c if 0 not in c else (0,)
+        for idx, lits in self.composite.items():
+            if lits == c:
+                return (idx + 1,)
+        self.exprs.append(ast.Literal(True))  # placeholder; codegen reads `composite`
+        self.owner.append("(" + " and ".join(self.owner[abs(x) - 1] for x in c) + ")")
+        idx = len(self.exprs) - 1
+        self.composite[idx] = c
+        return (idx + 1,)
 
     def add(self, expr: ast.Expr | None, owner: str) -> Cond:
         if expr is None:
@@ -266,7 +287,10 @@ def _first_name(seq: ast.Sequence) -> str:
 class _Compiler:
     """A port of Flink's NFACompiler.NFAFactoryCompiler (same method names)."""
 
-    def __init__(self, last: _Part, window: int, stage_names: list[str]) -> None:
+    def __init__(
+        self, last: _Part, window: int, stage_names: list[str], conds: ConditionTable
+    ) -> None:
+        self.conds = conds
         self.current: _Part = last
         self.following: _Part | None = None
         self.group: _Part | None = None
@@ -331,16 +355,16 @@ class _Compiler:
                     not_cond = self.get_take_condition(part)
                     stop = self.create_stop_state(not_cond, part)
                     pending.proceed(stop, not_cond)
-                    pending.ignore(None, neg(not_cond) if not_cond else (0,))
+                    pending.ignore(None, neg(self.conds.conjunction(not_cond)))
                     last_sink = pending
             elif part.consuming == Consuming.NOT_NEXT:
                 nn = self.create_state(Kind.NORMAL, True)
                 not_cond = self.get_take_condition(part)
                 stop = self.create_stop_state(not_cond, part)
                 if last_sink.kind == Kind.FINAL:
-                    nn.ignore(last_sink, neg(not_cond) if not_cond else (0,))
+                    nn.ignore(last_sink, neg(self.conds.conjunction(not_cond)))
                 else:
-                    nn.proceed(last_sink, neg(not_cond) if not_cond else (0,))
+                    nn.proceed(last_sink, neg(self.conds.conjunction(not_cond)))
                 nn.proceed(stop, not_cond)
                 last_sink = nn
             else:
@@ -572,7 +596,7 @@ class _Compiler:
         if strategy == Consuming.SKIP_TILL_ANY:
             return TRUE
         # SKIP_TILL_NEXT: NOT(condition)
-        return neg(part.cond) if part.cond else (0,)
+        return neg(self.conds.conjunction(part.cond))
 
     def get_ignore_condition(self, part: _Part) -> Cond | None:
         strategy = part.consuming
@@ -602,11 +626,10 @@ class _Compiler:
             return _and(neg(until), cond)
         if until is not None and is_take:
             return neg(until)
-        return cond
+        return cond  # `until` is one registered condition: a single literal or TRUE
 
-    @staticmethod
-    def update_with_greedy_condition(state: _State, take: Cond) -> None:
-        mask = neg(take) if take else (0,)
+    def update_with_greedy_condition(self, state: _State, take: Cond) -> None:
+        mask = neg(self.conds.conjunction(take))
         state.edges = [(a, t, _and(c, mask)) for a, t, c in state.edges]
 
 
@@ -621,7 +644,7 @@ def compile_nfa(pattern: ast.Pattern, conds: ConditionTable) -> NfaProgram:
     index = {n: i for i, n in enumerate(stage_names)}
     last = build_chain(pattern.sequence, conds, index)
     window = pattern.within_ms or 0
-    comp = _Compiler(last, window, stage_names)
+    comp = _Compiler(last, window, stage_names, conds)
     start = comp.compile()
     # freeze: number states reachable from start in a stable (DFS) order
     order: dict[int, int] = {}

@@ -121,6 +121,14 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     cond_local: list[bool] = []
     cond_text: list[str] = []
     for i, expr in enumerate(conds.exprs):
+        if i in conds.composite:
+            lits = conds.composite[i]
+            parts = [f"(c{abs(x) - 1}(d, ts, key, lets, path) is {x > 0})" for x in lits]
+            sb.add(f"c{i}", "d, ts, key, lets, path", [f"return {' and '.join(parts)}"],
+                   pattern.span.line, f"condition {conds.owner[i]}")
+            cond_local.append(all(cond_local[abs(x) - 1] for x in lits))
+            cond_text.append(conds.owner[i])
+            continue
         ec = ExprCompiler(mod, stage_index, let_index)
         body = ec.truth(expr)
         sb.add(f"c{i}", "d, ts, key, lets, path", [*ec.prologue(), f"return {body}"],

@@ -564,11 +564,12 @@ class Engine:
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:
         if not outs:
             return []
-        alerts: list[Alert] = []
-        # group per (pattern, kind) so scores are computed in one call per batch
-        groups: dict[tuple[int, str], list[tuple[PatternRuntime, Any, Run, int]]] = {}
-        for rt, key, (kind, run, t) in outs:
-            groups.setdefault((id(rt), kind), []).append((rt, key, run, int(t)))
+        made: list[tuple[int, Alert]] = []
+        # group per (pattern, kind) so scores are computed in one call per batch; the
+        # alerts then go out in the order the matcher produced them
+        groups: dict[tuple[int, str], list[tuple[PatternRuntime, Any, Run, int, int]]] = {}
+        for n, (rt, key, (kind, run, t)) in enumerate(outs):
+            groups.setdefault((id(rt), kind), []).append((rt, key, run, int(t), n))
         now = self.now_ms()
         detected = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
         detected = detected.replace("+00:00", "Z")
@@ -579,11 +580,11 @@ class Engine:
             if emit is None:
                 continue
             feats = (
-                [emit.feats(run.path, key, t) for _, key, run, t in items]
+                [emit.feats(run.path, key, t) for _, key, run, t, _ in items]
                 if emit.score_calls else []
             )
             scores = self._score_rows(emit.score_calls, feats, len(items))
-            for j, (_, key, run, t) in enumerate(items):
+            for j, (_, key, run, t, n) in enumerate(items):
                 try:
                     measures = emit.fn(run.path, key, t, scores[j])
                 except Exception as exc:  # generated code is total; this is a bug guard
@@ -592,7 +593,9 @@ class Engine:
                 if measures is None:
                     self.metrics[f"filtered.{plan.name}"] += 1
                     continue
-                alerts.append(self._alert(plan, key, kind, run, t, measures, emit, detected))
+                made.append((n, self._alert(plan, key, kind, run, t, measures, emit, detected)))
+        made.sort(key=lambda x: x[0])
+        alerts = [a for _, a in made]
         self.metrics["alerts"] += len(alerts)
         for a in alerts:
             self.metrics[f"alerts.{a.record['pattern']}"] += 1
