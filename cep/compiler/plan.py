@@ -137,9 +137,9 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         cond_text.append(f"{conds.owner[i]}#{i}")
 
     # -- the NFA step, one function per state (stepgen.py)
-    for fname, body in generate_steps(program, tuple(cond_local)):
-        sb.add(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
-               body, pattern.span.line, f"NFA step {fname}")
+    for fname, step_body in generate_steps(program, tuple(cond_local)):
+        params = "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin"
+        sb.add(fname, params, step_body, pattern.span.line, f"NFA step {fname}")
 
     # -- relevance
     start_conds = _start_take_conditions(program)
