@@ -147,7 +147,10 @@ class PatternRuntime:
         self._tick = count()
         self.stats: Counter[str] = Counter()
         # a replaced version drains: its partial matches finish, it starts no new ones
+        # (events that arrived before the replacement may still start one: the new
+        # version never saw them)
         self.draining = False
+        self.drain_from = INF  # arrival number of the first event after the replacement
         self.dirty: set[Any] = set()  # keys changed since the last checkpoint
         # this batch's relevant events, already in (time, arrival) order: merged with the
         # heap in drain(), so most events never enter the heap at all
@@ -286,15 +289,15 @@ class PatternRuntime:
             else:
                 # older buffered events first on equal (time, order-by): they arrived first
                 if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
-                    ts, _, _, ks, ev = pop(heap)
+                    ts, _, arrival, ks, ev = pop(heap)
                 else:
-                    ts, _, _, ks, ev = fresh[fi]
+                    ts, _, arrival, ks, ev = fresh[fi]
                     fi += 1
                 ks.nbuf -= 1
                 ev.seq = next(seq)
                 if ks.deadline <= ts:
                     m.advance(ks, ts, outs)
-                m.process(ks, ev, outs)
+                m.process(ks, ev, outs, arrival < self.drain_from)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
                 outs = []
@@ -367,6 +370,7 @@ class Engine:
                 if old.version == plan.version:
                     raise ValueError(f"pattern {plan.name!r} version {plan.version} is loaded")
                 old.draining = True
+                old.drain_from = self._peek_arrival()
         return self._add(plan)
 
     def _add(self, plan: CompiledPattern) -> PatternRuntime:
@@ -391,6 +395,12 @@ class Engine:
             self.runtimes.remove(rt)
             self.removed_keys.extend((rt.name, rt.version, k) for k in rt.states)
         return len(gone)
+
+    def _peek_arrival(self) -> int:
+        """The arrival number the next ingested event will get."""
+        nxt = next(self._arrival)
+        self._arrival = count(nxt)
+        return nxt
 
     def versions(self, name: str) -> list[PatternRuntime]:
         return [rt for rt in self.runtimes if rt.name == name]

@@ -114,9 +114,10 @@ class Matcher:
 
     # ------------------------------------------------------------ one event
 
-    def process(self, ks: KeyState, ev: Ev, out: list[Output]) -> None:
+    def process(self, ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
         """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess. Each run takes
-        the generated step of its state (cep/compiler/stepgen.py)."""
+        the generated step of its state (cep/compiler/stepgen.py). `start=False`: the
+        event may extend partial matches but not begin one (a replaced version)."""
         E: list[Any] = [None] * self.ncond
         key = ks.key
         new_runs: list[Run] = []
@@ -125,7 +126,8 @@ class Matcher:
         try:
             for run in ks.runs:
                 steps[run.state](run, ev, key, E, new_runs, potential)
-            self.start_step(ev, key, E, new_runs, potential)
+            if start:
+                self.start_step(ev, key, E, new_runs, potential)
         except Exception as exc:  # generated code is total; this is a bug guard
             self.on_error(self.plan.module.error(exc, self.plan.name))
             return

@@ -1,0 +1,181 @@
+"""How the service runs: Kafka mode wiring (with a fake runner), metrics hooks, `cep
+serve` start-up errors, and a real `cep serve` process stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from service_helpers import BROKEN, CARD_TESTING, T0, card_events, make_settings
+
+from cep.runtime.engine import Alert, Engine
+from service import metrics as service_metrics
+from service.app import create_app
+from service.config import KafkaConfig, Settings
+from service.control import Control
+from service.main import serve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fake_runner(gate: threading.Event) -> Any:
+    """A stand-in for service.kafka_runner.run_kafka: becomes ready when `gate` is set,
+    then runs control functions and turns every pending swap into a batch boundary."""
+
+    def run_kafka(settings: Settings, engine: Engine, control: Control,
+                  on_alerts: Any, stop: threading.Event, ready: threading.Event) -> None:
+        gate.wait(30)
+        ready.set()
+        while not stop.is_set():
+            control.run_pending(engine)
+            res = engine.process([*card_events("k1", T0), {"card_id": "z", "ts": T0 + 60000}])
+            if res.alerts:
+                on_alerts(res.alerts)
+            time.sleep(0.01)
+
+    return run_kafka
+
+
+def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.kafka_runner
+
+    gate = threading.Event()
+    monkeypatch.setattr(service.kafka_runner, "run_kafka", fake_runner(gate))
+    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
+    assert not settings.embedded
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503 and r.json()["mode"] == "kafka"
+        assert "restoring state" in r.json()["detail"]
+        assert c.put("/patterns/card_testing", content=CARD_TESTING).status_code == 503
+        gate.set()
+        deadline = time.monotonic() + 20
+        while c.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert c.put("/patterns/card_testing", content=CARD_TESTING).status_code == 201
+        deadline = time.monotonic() + 20
+        while not c.get("/alerts").json()["alerts"]:  # the runner's alerts reach the hub
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        r = c.post("/events", json=[{"ts": T0}])
+        assert r.status_code == 409 and "Kafka" in r.json()["detail"]
+        lag = service_metrics.active()
+        assert lag is not None
+        lag.set_consumer_lag("transactions", 3, 42)
+        lag.observe_batch("transactions", 10, 0.001)
+        text = c.get("/metrics").text
+        assert 'cep_consumer_lag{partition="3",topic="transactions"} 42.0' in text
+        assert 'cep_events_in_total{source="transactions"} 10.0' in text
+    assert service_metrics.active() is None
+    assert not (tmp_path / "out" / "alerts.jsonl").exists()  # Kafka mode: alerts go to Kafka
+
+
+def test_a_dead_kafka_runner_is_not_ready(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.kafka_runner
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("no broker")
+
+    monkeypatch.setattr(service.kafka_runner, "run_kafka", broken)
+    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
+    with TestClient(create_app(settings)) as c:
+        deadline = time.monotonic() + 10
+        while "no broker" not in (c.get("/ready").json()["detail"] or ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert c.app.state.service.kafka_failed  # type: ignore[attr-defined]
+
+
+def test_engine_alerts_are_counted_by_severity(client: TestClient) -> None:
+    hub = client.app.state.service.hub  # type: ignore[attr-defined]
+    hub.publish([Alert("t", "k", {"pattern": "p", "severity": "low", "key": "k"})])
+    assert 'cep_alerts_total{pattern="p",severity="low"} 1.0' in client.get("/metrics").text
+    (env,) = client.get("/alerts").json()["alerts"]
+    assert env == {"id": 1, "topic": "t", "alert": {"pattern": "p", "severity": "low",
+                                                     "key": "k"}}
+
+
+def args(config: Path, **kw: Any) -> argparse.Namespace:
+    return argparse.Namespace(config=str(config), host=kw.get("host"), port=kw.get("port"))
+
+
+def test_serve_reports_start_up_errors(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nonsense = [")
+    assert serve(args(bad)) == 2
+    assert "invalid TOML" in capsys.readouterr().err
+    (tmp_path / "pats").mkdir()
+    (tmp_path / "pats" / "broken.cep").write_text(BROKEN)
+    cfg = tmp_path / "cep.toml"
+    cfg.write_text(f'patterns_dir = "{tmp_path / "pats"}"\ndata_dir = "{tmp_path / "var"}"\n'
+                   f'models_dir = "{tmp_path / "models"}"\n')
+    assert serve(args(cfg)) == 1
+    err = capsys.readouterr().err
+    assert "broken.cep:4:" in err and "did not start" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_cep_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "cep.toml"
+    cfg.write_text(
+        f'patterns_dir = "{tmp_path / "pats"}"\ndata_dir = "{tmp_path / "var"}"\n'
+        f'models_dir = "{tmp_path / "models"}"\n'
+        f'alerts_file = "{tmp_path / "out" / "alerts.jsonl"}"\n'
+        f'dead_letters_file = "{tmp_path / "out" / "dead.jsonl"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEP_")}
+    env["CEP_API_TOKEN"] = "tok"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cep.cli", "serve", "--config", str(cfg), "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "cep serve did not start"
+            time.sleep(0.1)
+        auth = {"Authorization": "Bearer tok"}
+        r = httpx.put(url + "/patterns/card_testing", content=CARD_TESTING, headers=auth)
+        assert r.status_code == 201
+        assert httpx.put(url + "/patterns/x", content=CARD_TESTING).status_code == 401
+        events = [*card_events("c1", T0), {"card_id": "z", "ts": T0 + 60000}]
+        r = httpx.post(url + "/events", json=events, headers=auth)
+        assert r.json()["alerts"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, out
+    assert "Finished server process" in out
+    (line,) = (tmp_path / "out" / "alerts.jsonl").read_bytes().splitlines()
+    assert orjson.loads(line)["pattern"] == "card_testing"
+    assert (tmp_path / "var" / "patterns" / "card_testing.cep").exists()
