@@ -26,6 +26,9 @@ Deterministic: fixed seeds, one thread while fitting (OpenMP sums gradients per
 thread, so the thread count would change the last bits), and byte-stable archives
 (`cep.scoring.canonical`). Running it twice writes files with the same sha256, for the
 same versions of numpy, scikit-learn, skops and zlib.
+
+The steps are importable (`notebooks/model_training.ipynb` uses them on a smaller
+stream): `load_data`, `fit_models`, `save_models`, `evaluate`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -65,9 +68,28 @@ FEATURES = [
 HOUR_MS = 3_600_000
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+RISK_DESCRIPTION = (
+    "Risk that a purchase is part of a risky burst (large, abroad, at night): "
+    "HistGradientBoosting on synthetic data, class-balanced, not calibrated."
+)
+ANOMALY_DESCRIPTION = (
+    "How unusual a purchase is (0..1; above 0.5: the top 1% of training "
+    "purchases): IsolationForest on synthetic data."
+)
+RISK_THRESHOLD, ANOMALY_THRESHOLD = 0.9, 0.5  # what risky_burst-style patterns test
 
 
-def purchases(events: list[dict[str, object]]) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+class Data(NamedTuple):
+    """Feature rows and targets of the training and the held-out stream."""
+
+    x_train: FloatArray
+    y_train: BoolArray
+    x_eval: FloatArray
+    y_eval: BoolArray
+
+
+def purchases(events: list[dict[str, object]]) -> tuple[FloatArray, BoolArray]:
     """Feature rows (amount, hour, foreign) and targets for every purchase."""
     rows: list[tuple[float, int, bool]] = []
     target: list[bool] = []
@@ -129,16 +151,76 @@ def save(
     return manifest, data
 
 
-def report(name: str, y: npt.NDArray[np.bool_], scores: FloatArray, threshold: float) -> None:
-    auc = roc_auc_score(y, scores)
-    ap = average_precision_score(y, scores)
-    hit = float(np.mean(scores[y] > threshold))
-    false = int(np.sum(scores[~y] > threshold))
+def load_data(
+    train_events: int = TRAIN_EVENTS,
+    train_seed: int = TRAIN_SEED,
+    eval_events: int = EVAL_EVENTS,
+    eval_seed: int = EVAL_SEED,
+) -> Data:
+    """Purchases of `generate(train_events, train_seed)` to train on and of
+    `generate(eval_events, eval_seed)` (another stream) to evaluate on."""
+    x_train, y_train = purchases(generate(train_events, seed=train_seed))
+    x_eval, y_eval = purchases(generate(eval_events, seed=eval_seed))
+    return Data(x_train, y_train, x_eval, y_eval)
+
+
+def fit_models(
+    x_train: FloatArray, y_train: BoolArray
+) -> tuple[HistGradientBoostingClassifier, IsolationForest]:
+    """Both example models, fitted on one thread (so the result is bit-reproducible)."""
+    with threadpool_limits(limits=1):
+        return fit_risk(x_train, y_train), fit_anomaly(x_train)
+
+
+def save_models(
+    out: Path, risk: HistGradientBoostingClassifier, anomaly: IsolationForest, check: FloatArray
+) -> list[tuple[Manifest, bytes]]:
+    """Write OUT/txn_risk and OUT/txn_anomaly (see `save`); (manifest, file bytes) of each."""
+    return [
+        save(out, "txn_risk", risk, "proba", RISK_DESCRIPTION, check),
+        save(out, "txn_anomaly", anomaly, "anomaly", ANOMALY_DESCRIPTION, check),
+    ]
+
+
+def columns(x: FloatArray) -> dict[str, FloatArray]:
+    """Feature rows as the named columns `Model.score_batch` takes."""
+    return {f["name"]: x[:, i] for i, f in enumerate(FEATURES)}
+
+
+def metrics(y: BoolArray, scores: FloatArray, threshold: float) -> dict[str, float | int]:
+    """ROC AUC, average precision, the share of target purchases scored above
+    `threshold` and how many other purchases are."""
+    return {
+        "roc_auc": float(roc_auc_score(y, scores)),
+        "average_precision": float(average_precision_score(y, scores)),
+        "target_above": float(np.mean(scores[y] > threshold)),
+        "others_above": int(np.sum(scores[~y] > threshold)),
+        "others": int(np.sum(~y)),
+    }
+
+
+def report(name: str, y: BoolArray, scores: FloatArray, threshold: float) -> None:
+    m = metrics(y, scores, threshold)
     print(
-        f"  {name:<12} ROC AUC {auc:.4f}  average precision {ap:.4f}  "
-        f"{TARGET} purchases > {threshold}: {hit:.1%}  others > {threshold}: {false} "
-        f"of {int(np.sum(~y))}"
+        f"  {name:<12} ROC AUC {m['roc_auc']:.4f}  average precision "
+        f"{m['average_precision']:.4f}  "
+        f"{TARGET} purchases > {threshold}: {m['target_above']:.1%}  others > {threshold}: "
+        f"{m['others_above']} of {m['others']}"
     )
+
+
+def evaluate(
+    risk: HistGradientBoostingClassifier, saved: list[tuple[Manifest, bytes]], x_eval: FloatArray
+) -> dict[str, FloatArray]:
+    """Held-out scores per model, as a pattern sees them: `txn_risk` from the fitted
+    classifier (the saved file predicts the same, checked by `save`), `txn_anomaly`
+    through cep's loader (the 0..1 normalisation lives there)."""
+    manifest, data = saved[1]
+    anomaly_model = load_model_bytes(data, manifest, "txn_anomaly")
+    return {
+        "txn_risk": risk.predict_proba(x_eval)[:, 1],
+        "txn_anomaly": anomaly_model.score_batch(columns(x_eval)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,46 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    x_train, y_train = purchases(generate(TRAIN_EVENTS, seed=TRAIN_SEED))
-    x_eval, y_eval = purchases(generate(EVAL_EVENTS, seed=EVAL_SEED))
+    x_train, y_train, x_eval, y_eval = load_data()
     print(
         f"training on {len(x_train)} purchases ({int(y_train.sum())} {TARGET}) from "
         f"generate({TRAIN_EVENTS}, seed={TRAIN_SEED}); evaluating on {len(x_eval)} "
         f"({int(y_eval.sum())} {TARGET}) from generate({EVAL_EVENTS}, seed={EVAL_SEED})"
     )
-    with threadpool_limits(limits=1):
-        risk = fit_risk(x_train, y_train)
-        anomaly = fit_anomaly(x_train)
-    saved = [
-        save(
-            args.out,
-            "txn_risk",
-            risk,
-            "proba",
-            "Risk that a purchase is part of a risky burst (large, abroad, at night): "
-            "HistGradientBoosting on synthetic data, class-balanced, not calibrated.",
-            x_eval,
-        ),
-        save(
-            args.out,
-            "txn_anomaly",
-            anomaly,
-            "anomaly",
-            "How unusual a purchase is (0..1; above 0.5: the top 1% of training "
-            "purchases): IsolationForest on synthetic data.",
-            x_eval,
-        ),
-    ]
+    risk, anomaly = fit_models(x_train, y_train)
+    saved = save_models(args.out, risk, anomaly, x_eval)
     for manifest, data in saved:
         print(
             f"  wrote {args.out / manifest.name}/model.skops  {len(data) / 1024:.0f} KiB  "
             f"sha256 {manifest.sha256}"
         )
     print(f"held-out evaluation (target: {TARGET}):")
-    report("txn_risk", y_eval, risk.predict_proba(x_eval)[:, 1], 0.9)
-    anomaly_model = load_model_bytes(saved[1][1], saved[1][0], "txn_anomaly")
-    columns = {"amount": x_eval[:, 0], "hour": x_eval[:, 1], "foreign": x_eval[:, 2]}
-    report("txn_anomaly", y_eval, anomaly_model.score_batch(columns), 0.5)
+    scores = evaluate(risk, saved, x_eval)
+    report("txn_risk", y_eval, scores["txn_risk"], RISK_THRESHOLD)
+    report("txn_anomaly", y_eval, scores["txn_anomaly"], ANOMALY_THRESHOLD)
     print(f"done in {time.perf_counter() - started:.1f}s")
     return 0
 
