@@ -34,18 +34,16 @@ class PinnedScorer:
     def models(self) -> Mapping[str, Model]:
         return self._models
 
-    def __call__(
-        self, model: str, names: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> Sequence[float]:
-        if not rows:
+    def __call__(self, model: str, columns: dict[str, list[Any]]) -> Sequence[float]:
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:
             return []
         try:
             m = self._models[model]
         except KeyError:
             raise UnknownModelError(f"no model named {model!r} is loaded") from None
         t0 = time.perf_counter()
-        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-        out = [float(x) for x in m.score_batch(columns)]
+        out: list[float] = m.score_batch(columns, n_rows=n).tolist()
         if self.observe is not None:
             self.observe(model, time.perf_counter() - t0)
         return out

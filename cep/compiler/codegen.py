@@ -88,7 +88,9 @@ class ExprCompiler:
         context: str = "event",
         measures: dict[str, str] | None = None,
         score_calls: list[ScoreCall] | None = None,
+        inline_fields: bool = False,
     ) -> None:
+        self.inline_fields = inline_fields  # read fields in place (inside comprehensions)
         self.module = module
         self.stage_index = stage_index
         self.stages = frozenset(stage_index)
@@ -128,6 +130,8 @@ class ExprCompiler:
         return out
 
     def _field(self, path: tuple[str, ...]) -> str:
+        if self.inline_fields:
+            return f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
         var = self.fields.get(path)
         if var is None:
             var = f"v{len(self.fields)}"

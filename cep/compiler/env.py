@@ -447,6 +447,7 @@ def make_namespace() -> dict[str, Any]:
         "_lower": f_lower, "_upper": f_upper, "_strlen": f_len, "_coalesce": f_coalesce,
         "_hour": f_hour, "_weekday": f_weekday, "_distance_km": f_distance_km,
         "_frozenset": frozenset, "_re": compile_regex, "_nkey": normalise_key,
+        "_zip": zip,
     }.items():
         ns[name] = obj
     return ns

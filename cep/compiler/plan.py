@@ -12,7 +12,8 @@
   Events that fail touch nothing; no objects are made for them;
 - `start_rel`/`any_rel`: the same tests for patterns with `let` values (evaluated
   after the batch's lets are computed);
-- `lets_of`, `let_feats`: per-event `let` values; `score(...)` results come in `sc`;
+- `lets_of`, `let_cols`: per-event `let` values; `let_cols` builds the batch's feature
+  columns for `score(...)`, whose results come to `lets_of` in `sc`;
 - `emit`/`emit_feats` and `timeout_emit`/`timeout_feats`: measures + `when`.
 """
 
@@ -59,7 +60,7 @@ class CompiledPattern:
     skip_safe: bool  # an event failing every event-local test is a no-op for live runs
     let_names: tuple[str, ...]
     lets_of: Any
-    let_feats: Any
+    let_cols: Any  # (ds, tss, keys) -> per score call, its feature columns
     let_score_calls: tuple[ScoreCall, ...]
     emit: EmitPlan | None  # None: completed matches produce no alert (timeout-only pattern)
     timeout: EmitPlan | None
@@ -199,7 +200,14 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     values = [f"lets[{i}] = {ec.value(lt.expr)}" for i, lt in enumerate(pattern.lets)]
     lets_body = [*ec.prologue(), f"lets = [None] * {len(pattern.lets)}", *values, "return lets"]
     sb.add("lets_of", "d, ts, key, sc", lets_body, pattern.span.line, "let values")
-    _add_feats(sb, "let_feats", "d, ts, key", let_scores, stage_index, let_index, "event")
+    # feature columns of the batch's score calls, one list comprehension per feature
+    cols = []
+    for call in let_scores:
+        ecc = ExprCompiler(mod, stage_index, let_index, inline_fields=True)
+        per = [f"[{ecc.value(x)} for d, ts, key in _zip(ds, tss, keys)]" for _, x in call.features]
+        cols.append("(" + "".join(c + ", " for c in per) + ")")
+    sb.add("let_cols", "ds, tss, keys", ["return (" + "".join(c + ", " for c in cols) + ")"],
+           let_scores[0].span.line if let_scores else 0, "let score features")
 
     # -- emit: without `emit`, a match is an alert with no measures, unless the pattern
     # only declares `on timeout emit` (it is about what did not happen; docs/semantics.md)
@@ -234,7 +242,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         skip_safe=skip_safe,
         let_names=tuple(let_index),
         lets_of=fns["lets_of"],
-        let_feats=fns["let_feats"],
+        let_cols=fns["let_cols"],
         let_score_calls=tuple(let_scores),
         emit=_bind(emit_plan, fns) if emit_plan is not None else None,
         timeout=_bind(timeout_plan, fns) if timeout_plan is not None else None,

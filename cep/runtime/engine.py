@@ -39,7 +39,8 @@ from cep.errors import ModelError
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output, Run, match_events
 
-ScoreFn = Callable[[str, Sequence[str], list[tuple[Any, ...]]], Sequence[float]]
+# score(model name, {feature name: column of values}) -> one score per row
+ScoreFn = Callable[[str, dict[str, list[Any]]], Sequence[float]]
 ARRIVAL = ("$arrival",)
 
 
@@ -234,11 +235,14 @@ class PatternRuntime:
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float
     ) -> list[tuple[int, KeyState, Any]]:
         plan = self.plan
-        scores = self.engine._score_rows(
-            plan.let_score_calls,
-            [plan.let_feats(ds[i], tss[i], k) for i, k in keyed] if plan.let_score_calls else [],
-            len(keyed),
-        )
+        calls = plan.let_score_calls
+        if calls:
+            cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
+                                 [k for _, k in keyed])
+            results = [self.engine._score(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+            scores: list[Any] = list(zip(*results, strict=True))
+        else:
+            scores = [()] * len(keyed)
         out = []
         get = self.states.get
         for j, (i, k) in enumerate(keyed):
@@ -551,25 +555,36 @@ class Engine:
 
     # -- alerts
 
+    def _score(self, call: Any, columns: Sequence[list[Any]], n: int) -> list[Any]:
+        """One vectorised call for one score call site over a batch (columns in the
+        order the features were written). A failing model gives nulls, counted."""
+        assert self.scorer is not None
+        names = [name for name, _ in call.features]
+        try:
+            out = list(self.scorer(call.model, dict(zip(names, columns, strict=True))))
+        except Exception as exc:
+            self.metrics["scoring_errors"] += 1
+            if len(self.errors) < 100:
+                self.errors.append(f"score({call.model}): {type(exc).__name__}: {exc}")
+            return [None] * n
+        if len(out) != n:
+            self.metrics["scoring_errors"] += 1
+            return [None] * n
+        return out
+
     def _score_rows(
         self, calls: Sequence[Any], feats: list[tuple[Any, ...]], n: int
     ) -> list[tuple[Any, ...]]:
-        """Per row, the results of each score call: one vectorised call per model."""
+        """Per row, the results of each score call (rows of features -> columns)."""
         if not calls:
             return [()] * n
-        assert self.scorer is not None
-        columns = []
+        results = []
         for j, call in enumerate(calls):
-            names = [name for name, _ in call.features]
             rows = [f[j] for f in feats]
-            try:
-                columns.append(list(self.scorer(call.model, names, rows)))
-            except Exception as exc:  # a model that fails gives null scores, counted
-                self.metrics["scoring_errors"] += 1
-                if len(self.errors) < 100:
-                    self.errors.append(f"score({call.model}): {type(exc).__name__}: {exc}")
-                columns.append([None] * n)  # type: ignore[list-item]
-        return [tuple(col[i] for col in columns) for i in range(n)]
+            columns = [list(c) for c in zip(*rows, strict=True)] if rows else [
+                [] for _ in call.features]
+            results.append(self._score(call, columns, n))
+        return list(zip(*results, strict=True))
 
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:
         if not outs:

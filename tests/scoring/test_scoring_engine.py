@@ -92,9 +92,11 @@ def test_batched_let_scores_equal_per_row(registry: Any, events: list[dict[str, 
     calls: list[tuple[str, list[str], list[tuple[Any, ...]], list[float]]] = []
     score = scorer_for(registry)
 
-    def recording(model: str, names: Any, rows: list[tuple[Any, ...]]) -> Any:
-        result = list(score(model, names, rows))
-        calls.append((model, list(names), rows, result))
+    def recording(model: str, columns: dict[str, list[Any]]) -> Any:
+        result = list(score(model, columns))
+        names = list(columns)
+        rows = list(zip(*columns.values(), strict=True))
+        calls.append((model, names, rows, result))
         return result
 
     engine = Engine(compile_paths([str(PATTERN)], registry), scorer=recording)
