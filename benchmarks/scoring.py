@@ -93,11 +93,11 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
         score = scorer_for(registry)
         calls = rows = 0
 
-        def counting(model: str, names: Any, batch: list[tuple[Any, ...]]) -> Any:
+        def counting(model: str, columns: dict[str, list[Any]]) -> Any:
             nonlocal calls, rows
             calls += 1
-            rows += len(batch)
-            return score(model, names, batch)
+            rows += len(next(iter(columns.values()))) if columns else 0
+            return score(model, columns)
 
         patterns = load_source(pattern_source(phase), f"{phase}.cep",
                                models=registry.feature_names())
