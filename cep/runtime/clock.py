@@ -89,5 +89,9 @@ class Clock:
         return self._wm
 
     def restore(self, watermark: float, partitions: dict[Hashable, int]) -> None:
+        """Back to a checkpoint: restored partitions count as just seen, so their idle
+        timeout runs from the restore, not from the epoch."""
         self._wm = watermark
         self._max_ts = dict(partitions)
+        now = self.now()
+        self._last_seen = {p: now for p in partitions}
