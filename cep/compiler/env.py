@@ -417,8 +417,13 @@ def normalise_key(k: Any) -> Any:
     """Keys are scalars; a missing, null or structured value means 'no key'."""
     if k is None or k.__class__ is dict or k.__class__ is list:
         return None
-    if k.__class__ is float and k != k:
-        return None
+    if k.__class__ is float:
+        if k != k:
+            return None
+        if k.is_integer():
+            return int(k)  # 1.0 and 1 are one key, written as 1
+    elif k.__class__ is bool:
+        return "true" if k else "false"  # not the same key as 1 / 0
     return k
 
 

@@ -561,12 +561,19 @@ class _Compiler:
                 out.append((self.get_take_condition(p), p))
         return out
 
-    def copy_without_transitive_nots(self, sink: _State) -> _State:
+    def copy_without_transitive_nots(
+        self, sink: _State, _memo: dict[int, _State] | None = None
+    ) -> _State:
         nots = self.get_current_not_condition()
         if not nots or not self.current.optional:
             return sink
+        memo = {} if _memo is None else _memo
+        done = memo.get(id(sink))
+        if done is not None:
+            return done  # PROCEED edges of a looping group form a cycle: copy it once
         names = {p.name for _, p in nots}
         cp = _State(sink.name, sink.stage, sink.kind, sink.window, sink.is_take)
+        memo[id(sink)] = cp
         self.states.append(cp)
         for action, target, cond in sink.edges:
             if action == Action.PROCEED:
@@ -575,7 +582,9 @@ class _Compiler:
                         continue
                     cp.edges.append((action, target, cond))
                 else:
-                    cp.edges.append((action, self.copy_without_transitive_nots(target), cond))
+                    cp.edges.append(
+                        (action, self.copy_without_transitive_nots(target, memo), cond)
+                    )
             else:
                 cp.edges.append((action, cp if target is sink else target, cond))
         return cp

@@ -126,6 +126,24 @@ def _unpart(p: Any) -> Any:
     return tuple(p) if isinstance(p, list) else p
 
 
+_I64 = 2**63
+
+
+def json_safe(v: Any) -> Any:
+    """Integers beyond 64 bits (JSON consumers and orjson cannot hold them) as floats."""
+    if v.__class__ is int:
+        return float(v) if not -_I64 <= v < _I64 else v
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def _timer_tie(key: Any) -> str:
+    return key if key.__class__ is str else repr(key)
+
+
 def key_json(key: Any) -> Any:
     if key == ():
         return None
@@ -144,7 +162,7 @@ class PatternRuntime:
         self.matcher = Matcher(plan, engine._on_error)
         self.states: dict[Any, KeyState] = {}
         self.heap: list[tuple[Any, ...]] = []
-        self.timers: list[tuple[float, int, Any]] = []
+        self.timers: list[tuple[float, str, Any]] = []  # (deadline, tie-break, key)
         self._tick = count()
         self.stats: Counter[str] = Counter()
         # a replaced version drains: its partial matches finish, it starts no new ones
@@ -182,6 +200,10 @@ class PatternRuntime:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
         `horizon` is the watermark after this batch (see the prefilter in plan.py)."""
         plan = self.plan
+        if plan.order_by:  # ties in time are taken in order-by order, before relevance
+            obs = [tuple(_sortable(path_get(d, p)) for p in plan.order_by) for d in ds]
+            order = sorted(range(len(ds)), key=lambda j: (tss[j], obs[j]))
+            ds, tss, pos = [ds[j] for j in order], [tss[j] for j in order], [pos[j] for j in order]
         cands: list[tuple[int, Any]] = []
         get, create = (None, None) if plan.let_names else (self.states.get, self._create)
         try:
@@ -326,7 +348,7 @@ class PatternRuntime:
         d = ks.deadline  # kept current by the matcher
         if d < ks.scheduled:
             ks.scheduled = d
-            heapq.heappush(self.timers, (d, next(self._tick), ks.key))
+            heapq.heappush(self.timers, (d, _timer_tie(ks.key), ks.key))
 
     # -- introspection
 
@@ -649,7 +671,7 @@ class Engine:
             "time": t,
             "window": {"start": run.start_ts, "end": t},
             "events": events,
-            "measures": measures,
+            "measures": json_safe(measures),
             "detected_at": detected,
         }
         return Alert(emit.topic, key_json(key), record)
@@ -727,7 +749,7 @@ class Engine:
                 heapq.heappush(rt.heap, (ev.ts, ob, arrival, ks, ev))
             if ks.deadline < INF:
                 ks.scheduled = ks.deadline
-                heapq.heappush(rt.timers, (ks.deadline, next(rt._tick), key))
+                heapq.heappush(rt.timers, (ks.deadline, _timer_tie(key), key))
             stats["keys"] += 1
             stats["runs"] += len(ks.runs)
         return dict(stats)

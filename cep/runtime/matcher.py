@@ -204,18 +204,18 @@ class Matcher:
             held.extend(potential)
             held.sort(key=_match_order)
         runs = ks.runs
+        earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
         while held:
             m = held[0]
-            if runs:
-                earliest = min((r.start_ts, r.start_seq) for r in runs)
-                if (m.start_ts, m.start_seq) > earliest:
-                    break
+            if earliest is not None and (m.start_ts, m.start_seq) > earliest:
+                break
             held.pop(0)
             pid = self._pruning_id(m)
             if pid is not None:
                 strict = self.skip in ("to_first", "to_last")
                 runs[:] = [r for r in runs if not _pruned(r, pid, strict)]
                 held[:] = [h for h in held if not _pruned(h, pid, strict)]
+                earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
             out.append(("match", m, m.time))
         # pruning may have removed the runs that determined the key's next deadline
         ks.deadline = self.next_deadline(ks) if runs else INF

@@ -85,7 +85,12 @@ def encode_state(ks: KeyState, buffered: list[tuple[int, Ev]]) -> bytes:
         "nodes": nodes,
         "deadline": ks.deadline if ks.deadline != float("inf") else None,
     }
-    return orjson.dumps(doc)
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # an integer beyond 64 bits somewhere in the events or lets
+        from cep.runtime.engine import json_safe
+
+        return orjson.dumps(json_safe(doc))
 
 
 def decode_state(key: Any, blob: bytes) -> tuple[KeyState, list[tuple[int, Ev]]]:
