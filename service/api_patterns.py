@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from cep.compiler.plan import CompiledPattern
 from cep.errors import PatternError
+from cep.io.files import write_atomic
 from cep.runtime.engine import Engine
 from service.build import (
     NAME_PATTERN,
@@ -35,7 +36,6 @@ from service.build import (
 from service.catalog import PatternEntry, make_entry
 from service.hub import dumps
 from service.metrics import EngineSnapshot, take_snapshot
-from service.persist import write_atomic
 from service.responses import E401, E413, E503, Responses, problem
 from service.schemas import (
     DiagnosticModel,

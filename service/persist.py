@@ -21,16 +21,14 @@ the models directory deleted through the API are listed in
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from cep.errors import ConfigError
+from cep.io.files import write_atomic
 
 _HEADER = re.compile(r"# cep-pattern: version=(\d+) (origin=(api|file)|deleted|retired)\r?\n")
 
@@ -43,27 +41,6 @@ class PersistedPattern:
     source: str  # without the header line; "" for a tombstone
     path: Path
 
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class PatternStore:

@@ -14,15 +14,14 @@ different models in one process.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from cep.errors import ModelError
+from cep.io.files import write_atomic
 from cep.scoring.loader import load_model, load_model_bytes
 from cep.scoring.manifest import Manifest
 from cep.scoring.model import Model
@@ -167,8 +166,8 @@ def _persist(directory: Path, manifest: Manifest, model_bytes: bytes) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         old_file = _current_file(directory)
-        _write_atomic(directory / manifest.file, model_bytes)
-        _write_atomic(directory / MANIFEST, manifest.to_bytes())
+        write_atomic(directory / manifest.file, model_bytes)
+        write_atomic(directory / MANIFEST, manifest.to_bytes())
         if old_file is not None and old_file != manifest.file:
             with contextlib.suppress(FileNotFoundError):
                 (directory / old_file).unlink()
@@ -185,29 +184,6 @@ def _current_file(directory: Path) -> str | None:
         return Manifest.from_json((directory / MANIFEST).read_bytes()).file
     except (OSError, ModelError):
         return None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unpersist(directory: Path) -> None:
