@@ -55,6 +55,9 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
 
     lines = path.read_bytes().splitlines()
     n = len(lines)
+    from cep.cli import tune_gc
+
+    tune_gc()  # every phase runs with the GC settings `cep` itself uses
     loads = orjson.loads
     rss_before = peak_rss_mb()
     alerts = 0
