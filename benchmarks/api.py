@@ -113,7 +113,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CEP_")}
         self.log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cep.cli", "serve", "--config", str(config)],
+            [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=tmp,
         )
         deadline = time.monotonic() + 300

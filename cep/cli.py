@@ -1,11 +1,12 @@
-"""The `cep` command: check, backtest, generate, demo, dis (and serve / alerts tail,
-which live in the service package and are imported only when used)."""
+"""The engine's commands: check, backtest, generate, demo, dis.
+
+The installed `cep` command is assembled in `service/cli.py`, which adds `serve` and
+`alerts tail` to this parser: the engine never imports the service layer."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -163,26 +164,6 @@ def cmd_dis(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from service.main import serve  # the service layer, outside the engine
-    except ImportError as err:
-        print(f"cep serve needs the service package: {err}", file=sys.stderr)
-        return 2
-    result: int = serve(args)
-    return result
-
-
-def cmd_alerts(args: argparse.Namespace) -> int:
-    try:
-        from service.consumer import tail
-    except ImportError as err:
-        print(f"cep alerts tail needs the service package: {err}", file=sys.stderr)
-        return 2
-    result: int = tail(args)
-    return result
-
-
 # ---------------------------------------------------------------- argument parsing
 
 
@@ -228,23 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models")
     p.set_defaults(fn=cmd_dis)
 
-    p = sub.add_parser("serve", help="run the service (REST API; Kafka when configured)")
-    p.add_argument("--config", default=os.environ.get("CEP_CONFIG"))
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.set_defaults(fn=cmd_serve)
-
-    p = sub.add_parser("alerts", help="alert consumers")
-    asub = p.add_subparsers(dest="alerts_command", required=True)
-    t = asub.add_parser("tail", help="follow alerts (SSE stream or Kafka topic)")
-    t.add_argument("--url", default="http://127.0.0.1:8080")
-    t.add_argument("--kafka", help="bootstrap servers: read the alert topic instead")
-    t.add_argument("--topic", default=None)
-    t.add_argument("--pattern")
-    t.add_argument("--key")
-    t.add_argument("--severity")
-    t.add_argument("-n", "--limit", type=int, default=None)
-    t.set_defaults(fn=cmd_alerts)
     return ap
 
 
@@ -257,8 +221,8 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 50)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     if args.command in ("backtest", "demo", "serve"):
         tune_gc()
     try:

@@ -193,7 +193,7 @@ class ConditionTable:
         for idx, lits in self.composite.items():
             if lits == c:
                 return (idx + 1,)
-        self.exprs.append(ast.Literal(True))  # placeholder; codegen reads `composite`
+        self.exprs.append(ast.Literal(True))  # stands in; codegen reads `composite`
         self.owner.append("(" + " and ".join(self.owner[abs(x) - 1] for x in c) + ")")
         idx = len(self.exprs) - 1
         self.composite[idx] = c

@@ -149,7 +149,7 @@ def test_cep_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CEP_")}
     env["CEP_API_TOKEN"] = "tok"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cep.cli", "serve", "--config", str(cfg), "--port", str(port)],
+        [sys.executable, "-m", "service.cli", "serve", "--config", str(cfg), "--port", str(port)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
