@@ -44,6 +44,7 @@ from confluent_kafka.admin import AdminClient
 from cep.runtime.engine import Alert, DeadLetter, Engine
 from cep.state.rocks import RocksStore, StateStoreError
 from cep.state.store import StateStore
+from service import metrics as service_metrics
 from service.checkpoint import (
     AtLeastOnceCheckpoint,
     ExactlyOnceCheckpoint,
@@ -439,9 +440,13 @@ class KafkaRunner:
             self._consumer_error(err)
         engine = self.engine
         out: list[Alert] = []
+        metrics = service_metrics.active()  # the REST app's Prometheus metrics, if any
         for (t, p), b in groups.items():
             stream = self._stream(t)
             dead = b.dead
+            t0 = time.perf_counter()
+            if metrics is not None and b.dead:
+                metrics.decode_error(t, "malformed", len(b.dead))
             if b.events:
                 res = engine.process(b.events, stream=stream, partition=(t, p),
                                      positions=b.positions)
@@ -459,11 +464,26 @@ class KafkaRunner:
                 self.first_offsets[key] = b.first_offset
             self.positions[key] = b.last_offset + 1
             self.consumed_since += b.count
+            if metrics is not None:
+                metrics.observe_batch(t, b.count, time.perf_counter() - t0)
+                self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)
         assert self.producer is not None
         self.producer.poll(0)  # delivery reports
         if out:
             self._notify(out)
+
+    def _observe_lag(self, metrics: Any, topic: str, partition: int, position: int) -> None:
+        """Consumer lag from the high watermark librdkafka cached with the last fetch."""
+        assert self.consumer is not None
+        try:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except KafkaException:
+            return
+        if high >= 0:
+            metrics.set_consumer_lag(topic, partition, max(0, high - position))
 
     def _notify(self, alerts: list[Alert]) -> None:
         """Hand alerts to the REST app; its failures never stop the runner."""

@@ -23,6 +23,7 @@ from kafka_runner_helpers import (
 )
 
 from service.kafka_engine import engine_from_settings
+from service.metrics import ServiceMetrics, activate
 
 pytestmark = pytest.mark.kafka
 
@@ -63,11 +64,19 @@ def test_detects_and_alerts_end_to_end(
         {"id": "later", "ts": BASE_TS + 20 * MINUTE, "type": "purchase", "card_id": "card-2",
          "amount": 10.0},
     ]
-    with RunnerThread(cfg) as r:
-        produce(kafka_bootstrap, topic, events, key_field="card_id")
-        r.wait_consumed(topic, len(events))
-        wait_for(lambda: len(r.alerts) >= 2, 20, what="two alerts")
-        r.wait_checkpointed()
+    metrics = ServiceMetrics()  # what `cep serve` exposes on /metrics in Kafka mode
+    activate(metrics)
+    try:
+        with RunnerThread(cfg) as r:
+            produce(kafka_bootstrap, topic, events, key_field="card_id")
+            r.wait_consumed(topic, len(events))
+            wait_for(lambda: len(r.alerts) >= 2, 20, what="two alerts")
+            r.wait_checkpointed()
+    finally:
+        activate(None)
+    text = metrics.render().decode()
+    assert f'cep_events_in_total{{source="{topic}"}} {float(len(events))}' in text
+    assert f'cep_consumer_lag{{partition="0",topic="{topic}"}} 0.0' in text
 
     main = read_topic(kafka_bootstrap, s.kafka.alert_topic)
     assert len(main) == 1
