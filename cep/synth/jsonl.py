@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import Iterable, Mapping
 from itertools import islice
 from pathlib import Path
@@ -15,7 +16,12 @@ _CHUNK = 8192
 
 def write_jsonl(path: str | Path, events: Iterable[Mapping[str, Any]]) -> int:
     """Write one JSON object per line; a `.gz` suffix writes gzip (level 1: fast, about
-    5x smaller; reproducible: no name or time in the header). Returns the count."""
+    5x smaller; reproducible: no name or time in the header). `-` is standard output,
+    as everywhere in the `cep` command. Returns the count."""
+    if str(path) == "-":
+        n = _write(sys.stdout.buffer, events)
+        sys.stdout.buffer.flush()
+        return n
     p = Path(path)
     with p.open("wb") as raw:
         if p.suffix == ".gz":
