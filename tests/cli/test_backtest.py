@@ -61,7 +61,7 @@ def test_bad_lines_become_dead_letters_with_reasons(tmp_path: Path, pattern_file
     assert [a["measures"] for a in alerts] == [{"user": "u1", "gap": 1000}]
     assert report.dead_letters == {"malformed": 2, "missing_time": 1, "bad_time": 1}
     rows = read_jsonl(dead)
-    assert [(r["reason"], r["line"]) for r in rows] == [
+    assert [(r["reason"], r["position"][1]) for r in rows] == [
         ("malformed", 2), ("malformed", 3), ("missing_time", 4), ("bad_time", 5)]
     assert rows[0]["raw"] == "{not json"
     assert rows[3]["event"]["id"] == "e5"
