@@ -34,7 +34,7 @@ def decode_body(body: bytes, request_no: int) -> Batch:
                 else:
                     batch.dead_letters.append(DeadLetter(
                         obj, pos, "malformed",
-                        f"element {i} is not a JSON object but {type(obj).__name__}",
+                        f"not a JSON object but {type(obj).__name__}",
                     ))
             return batch
     if stripped.startswith(b"{") and b"\n" in stripped.rstrip():
@@ -57,12 +57,12 @@ def decode_body(body: bytes, request_no: int) -> Batch:
             obj = loads(line)
         except orjson.JSONDecodeError as exc:
             batch.dead_letters.append(DeadLetter(line, pos, "malformed",
-                                                 f"line {lineno}: invalid JSON: {exc}"))
+                                                 f"invalid JSON: {exc}"))
             continue
         if obj.__class__ is not dict:
             batch.dead_letters.append(DeadLetter(
                 obj, pos, "malformed",
-                f"line {lineno}: not a JSON object but {type(obj).__name__}",
+                f"not a JSON object but {type(obj).__name__}",
             ))
             continue
         batch.events.append(obj)

@@ -370,7 +370,8 @@ class Engine:
         ps: list[Any] = []
         for i, d in enumerate(events):
             if d.__class__ is not dict:
-                dead.setdefault(i, DeadLetter(d, pos[i], "malformed", "an event is a JSON object"))
+                dead.setdefault(i, DeadLetter(d, pos[i], "malformed",
+                                              f"not a JSON object but {type(d).__name__}"))
                 continue
             raw = d.get(single) if single is not None else path_get(d, tf)
             t = raw if raw.__class__ is int else to_ms(raw)
