@@ -5,11 +5,12 @@
 
 - `c<i>(d, ts, key, lets, path)`: condition i, True iff it is TRUE for the current
   event `d` (a dict) given the partial match `path`;
-- `prefilter(ds, tss, get, create, out)`: the per-batch fast path. For each event it
-  reads the key, and decides relevance: a key with no state needs an event that can
-  start a match (the event-local conditions of the start stage); a key with state
-  needs an event that can touch any condition, unless some contiguity is strict.
-  Events that fail touch nothing; no objects are made for them;
+- `prefilter(ds, tss, horizon, get, create, out, unk)`: the per-batch fast path. For
+  each event it reads the key, and decides relevance: a key with no state needs an
+  event that can start a match (the event-local conditions of the start stage); a key
+  with state needs an event that can touch any condition, unless some contiguity is
+  strict. Events that fail touch nothing; no objects are made for them. Events with
+  no usable key that would start a match go to `unk` (`missing_key` candidates);
 - `start_rel`/`any_rel`: the same tests for patterns with `let` values (evaluated
   after the batch's lets are computed);
 - `lets_of`, `let_cols`: per-event `let` values; `let_cols` builds the batch's feature
@@ -23,89 +24,58 @@ from dataclasses import dataclass
 from typing import Any
 
 from cep.compiler import codegen
-from cep.compiler.codegen import ExprCompiler, ScoreCall, SourceBuilder
-from cep.compiler.nfa import Action, ConditionTable, Kind, NfaProgram, compile_nfa
+from cep.compiler.codegen import ExprCompiler, SourceBuilder
+from cep.compiler.nfa import Action, ConditionTable, NfaProgram, compile_nfa
 from cep.compiler.stepgen import generate_steps
 from cep.dsl import ast
+from cep.program import CompiledPattern, EmitPlan, Kind, ScoreCall
+
+__all__ = ["CompiledPattern", "EmitPlan", "compile_pattern"]
 
 SKIP_KINDS = ("none", "to_next", "past_last", "to_first", "to_last")
 DEFAULT_SEVERITY = "medium"
 
 
 @dataclass(frozen=True)
-class EmitPlan:
+class _EmitSpec:
+    """An `emit` clause before the module is built: the names of its functions."""
+
     topic: str | None
     severity: str
     measure_names: tuple[str, ...]
     score_calls: tuple[ScoreCall, ...]
-    fn: Any  # (path, key, ts, sc) -> dict | None
-    feats: Any  # (path, key, ts) -> tuple of feature tuples
+    fn: str
+    feats: str
+
+    def bind(self, fns: dict[str, Any]) -> EmitPlan:
+        return EmitPlan(self.topic, self.severity, self.measure_names, self.score_calls,
+                        fns[self.fn], fns[self.feats])
 
 
-@dataclass(frozen=True)
-class CompiledPattern:
-    name: str
-    version: int
-    pattern: ast.Pattern
-    nfa: NfaProgram
-    module: codegen.CompiledModule
-    conds: tuple[Any, ...]
-    steps: tuple[Any, ...]  # per NFA state: the generated step of a run resting there
-    start_step: Any  # the step of the implicit start run
-    cond_local: tuple[bool, ...]  # condition reads only the current event: memoise per event
-    cond_text: tuple[str, ...]
-    prefilter: Any
-    start_rel: Any
-    any_rel: Any
-    skip_safe: bool  # an event failing every event-local test is a no-op for live runs
-    let_names: tuple[str, ...]
-    lets_of: Any
-    let_cols: Any  # (ds, tss, keys) -> per score call, its feature columns
-    let_score_calls: tuple[ScoreCall, ...]
-    emit: EmitPlan | None  # None: completed matches produce no alert (timeout-only pattern)
-    timeout: EmitPlan | None
-    skip_kind: str
-    skip_stage: int  # for to_first / to_last; -1 otherwise
-    key_paths: tuple[tuple[str, ...], ...]
-    time_field: tuple[str, ...] | None
-    time_arrival: bool
-    order_by: tuple[tuple[str, ...], ...]
-    streams: frozenset[str] | None
-
-    @property
-    def models(self) -> frozenset[str]:
-        calls = list(self.let_score_calls)
-        if self.emit is not None:
-            calls += list(self.emit.score_calls)
-        if self.timeout is not None:
-            calls += list(self.timeout.score_calls)
-        return frozenset(c.model for c in calls)
-
-
-def _key_expr(paths: tuple[tuple[str, ...], ...]) -> list[str]:
-    """Lines that set `k` to the normalised key of `d`, or `continue` when missing."""
+def _key_expr(paths: tuple[tuple[str, ...], ...], missing: list[str]) -> list[str]:
+    """Lines that set `k` to the normalised key of `d`; when it has none, the `missing`
+    lines run (they end with `continue`)."""
     if not paths:
         return ["k = ()"]
 
     def one(p: tuple[str, ...]) -> str:
         return f"d.get({p[0]!r})" if len(p) == 1 else f"_path(d, {p!r})"
 
+    def on_missing(indent: str) -> list[str]:
+        return [indent + ln for ln in missing]
+
     if len(paths) == 1:
         return [
             f"k = {one(paths[0])}",
             "if k is None:",
-            "    continue",
+            *on_missing("    "),
             "if k.__class__ is not _str:",
             "    k = _nkey(k)",
             "    if k is None:",
-            "        continue",
+            *on_missing("        "),
         ]
     parts = ", ".join(f"_nkey({one(p)})" for p in paths)
-    return [f"k = ({parts})", "if None in k:", "    continue"]
-
-
-def _uses_fields(c: ExprCompiler) -> list[str]:
-    return c.prologue()
+    return [f"k = ({parts})", "if None in k:", *on_missing("    ")]
 
 
 def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
@@ -137,10 +107,15 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         cond_local.append(codegen.is_event_local(expr, stage_set))
         cond_text.append(f"{conds.owner[i]}#{i}")
 
-    # -- the NFA step, one function per state (stepgen.py)
-    for fname, step_body in generate_steps(program, tuple(cond_local)):
-        params = "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin"
-        sb.add(fname, params, step_body, pattern.span.line, f"NFA step {fname}")
+    # -- the NFA step, one function per state (stepgen.py), made by `bind_steps(Run,
+    # Node)`: the runtime passes the classes the steps build
+    steps = generate_steps(program, tuple(cond_local))
+    inner = [(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
+              body, f"NFA step {fname}") for fname, body in steps]
+    names = {fname for fname, _ in steps}
+    per_state = "".join(f"{f'st{i}' if f'st{i}' in names else 'None'}, "
+                        for i in range(len(program.states)))
+    sb.add_factory("bind_steps", "Run, Node", inner, f"({per_state}), start", pattern.span.line)
 
     # -- relevance
     start_conds = _start_take_conditions(program)
@@ -165,8 +140,18 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     # this batch (time <= horizon, the new watermark): then nothing earlier can still
     # arrive. An event that stays buffered may yet be preceded by one that starts a
     # match, so it needs the broader test, as for keys with state.
+    # An event the pattern cannot key but would start on goes to `unk` (the engine
+    # decides whether it is a `missing_key` dead letter: cep/runtime/keys.py); with
+    # `let` values the start test needs them, so every unkeyed event goes there.
+    if has_lets:
+        missing = ["unk.append(d)", "continue"]
+    else:
+        ecm = ExprCompiler(mod, stage_index, let_index)
+        would_start = ecm.truth(start_expr)
+        missing = ["ts = tss[i]", "key = None", "lets = None", *ecm.prologue(),
+                   f"if {would_start}:", "    unk.append(d)", "continue"]
     pre = ["i = -1", "for d in ds:", "    i += 1"]
-    pre += ["    " + ln for ln in _key_expr(pattern.key)]
+    pre += ["    " + ln for ln in _key_expr(pattern.key, missing)]
     if has_lets:
         # relevance needs the let values: computed for the batch, tested afterwards
         pre += ["    out.append((i, k))"]
@@ -191,7 +176,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
             pre += ["        " + ln for ln in setup + ec2.prologue()]
             pre += [f"        if not {test2}:", "            continue"]
         pre += ["    out.append((i, ks))"]
-    sb.add("prefilter", "ds, tss, horizon, get, create, out", pre, pattern.span.line,
+    sb.add("prefilter", "ds, tss, horizon, get, create, out, unk", pre, pattern.span.line,
            "prefilter")
 
     # -- lets
@@ -232,8 +217,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         nfa=program,
         module=module,
         conds=tuple(fns[f"c{i}"] for i in range(len(conds.exprs))),
-        steps=tuple(fns.get(f"st{i}") for i in range(len(program.states))),
-        start_step=fns["start"],
+        bind_steps=fns["bind_steps"],
         cond_local=tuple(cond_local),
         cond_text=tuple(cond_text),
         prefilter=fns["prefilter"],
@@ -244,8 +228,8 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         lets_of=fns["lets_of"],
         let_cols=fns["let_cols"],
         let_score_calls=tuple(let_scores),
-        emit=_bind(emit_plan, fns) if emit_plan is not None else None,
-        timeout=_bind(timeout_plan, fns) if timeout_plan is not None else None,
+        emit=emit_plan.bind(fns) if emit_plan is not None else None,
+        timeout=timeout_plan.bind(fns) if timeout_plan is not None else None,
         skip_kind=skip.kind,
         skip_stage=stage_index[skip.stage] if skip.stage is not None else -1,
         key_paths=pattern.key,
@@ -254,11 +238,6 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         order_by=pattern.order_by,
         streams=frozenset(pattern.streams) if pattern.streams is not None else None,
     )
-
-
-def _bind(plan: EmitPlan, fns: dict[str, Any]) -> EmitPlan:
-    return EmitPlan(plan.topic, plan.severity, plan.measure_names, plan.score_calls,
-                    fns[plan.fn], fns[plan.feats])
 
 
 def _add_feats(
@@ -277,7 +256,7 @@ def _add_feats(
 def _emit(
     sb: SourceBuilder, prefix: str, emit: ast.Emit, stage_index: dict[str, int],
     let_index: dict[str, int],
-) -> EmitPlan:
+) -> _EmitSpec:
     scores: list[ScoreCall] = []
     measures: dict[str, str] = {}
     ec = ExprCompiler(sb.module, stage_index, let_index, context="match",
@@ -293,7 +272,7 @@ def _emit(
     lines.append(f"return {{{items}}}")
     sb.add(prefix, "path, key, ts, sc", ec.prologue() + lines, emit.span.line, f"{prefix} measures")
     _add_feats(sb, f"{prefix}_feats", "path, key, ts", scores, stage_index, let_index, "match")
-    return EmitPlan(
+    return _EmitSpec(
         topic=emit.topic,
         severity=emit.severity or DEFAULT_SEVERITY,
         measure_names=tuple(m.name for m in emit.measures),

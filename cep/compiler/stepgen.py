@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cep.compiler.nfa import Action, Kind, NfaProgram
+from cep.compiler.nfa import Action, NfaProgram
+from cep.program import Kind
 
 Lits = tuple[int, ...]
 

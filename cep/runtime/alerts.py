@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from cep.compiler.plan import CompiledPattern, EmitPlan
+from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.matcher import Run, match_events
 from cep.runtime.records import Alert
 

@@ -46,9 +46,8 @@ from typing import Any
 
 import orjson
 
-from cep.compiler.env import path_get, to_ms
-from cep.compiler.plan import CompiledPattern, EmitPlan
 from cep.errors import ModelError
+from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.keys import KeyCheck, key_check
@@ -70,6 +69,7 @@ from cep.runtime.state_codec import (
     parse_state_key,
     state_key,
 )
+from cep.values import path_get, to_ms
 
 __all__ = ["ARRIVAL", "Alert", "Batch", "DeadLetter", "Engine", "EngineConfig", "Result",
            "ScoreFn"]
@@ -304,6 +304,7 @@ class Engine:
         runtimes = [rt for rt in self._runtimes if rt.applies(stream)]
         dead: dict[int, DeadLetter] = {}
         outs: list[tuple[PatternRuntime, Any, Output]] = []
+        unkeyed: list[Any] = []  # events some pattern would start on but cannot key
         by_clock: dict[tuple[str, ...], list[PatternRuntime]] = {}
         for rt in runtimes:
             by_clock.setdefault(rt.clock_key, []).append(rt)
@@ -331,11 +332,12 @@ class Engine:
             horizon = clock.watermark
             for rt in rts:
                 if ds:
-                    rt.ingest(ds, tss, ps, horizon)
+                    rt.ingest(ds, tss, ps, horizon, unkeyed)
             wm = clock.watermark
             for rt in rts:
                 rt.drain(wm, outs)
-        self._missing_keys(events, pos, stream, dead)
+        if unkeyed:
+            self._missing_keys(events, pos, stream, unkeyed, dead)
         for i in sorted(dead):
             result.dead_letters.append(dead[i])
             self._counters[f"dead_letter.{dead[i].reason}"] += 1
@@ -401,22 +403,19 @@ class Engine:
 
     def _missing_keys(
         self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
-        dead: dict[int, DeadLetter],
+        unkeyed: list[Any], dead: dict[int, DeadLetter],
     ) -> None:
-        """`missing_key` dead letters (cep/runtime/keys.py), by index into `dead`."""
+        """`missing_key` dead letters (cep/runtime/keys.py), by index into `dead`, among
+        the events a pattern's prefilter could not key but would start on."""
         check = self._key_check(stream)
         if check is None:
-            return
-        try:
-            idx = check.unkeyable(events)
-        except AttributeError:  # an event that is not a dict: refused by its time check
-            idx = [i for i, d in enumerate(events)
-                   if d.__class__ is dict and check.unkeyable([d])]
-        for i in idx:
+            return  # an unkeyed pattern reads the stream: every event has a key
+        index = {id(d): i for i, d in enumerate(events)}
+        for d in unkeyed:
+            i = index[id(d)]
             if i in dead:
-                continue  # refused for its time: keeps that reason
-            d = events[i]
-            if check.would_start(d, self.event_time(d, stream)):
+                continue  # refused for its time (by another clock), or already counted
+            if check.unkeyable([d]):
                 dead[i] = DeadLetter(d, pos[i], "missing_key",
                                      f"no usable key ({check.fields}) for the patterns of "
                                      "the stream")

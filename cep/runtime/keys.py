@@ -12,28 +12,29 @@ event is a `missing_key` dead letter.
 The event had a valid, on-time timestamp, so it still advanced its partition's
 watermark (it proves the partition's progress). The engine decides this in every mode
 (backtest, embedded, Kafka, dry runs), after the time checks: an event refused for
-its time keeps that reason.
+its time keeps that reason. Each pattern's generated prefilter, which reads every
+event's key anyway, hands over the events it cannot key but would start on (its
+event-local start conditions, with no key; every unkeyed event for a pattern with
+`let` values); the engine then checks that no pattern of the stream can key them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cep.compiler.env import normalise_key, path_get
-from cep.compiler.plan import CompiledPattern
+from cep.program import CompiledPattern
+from cep.values import normalise_key, path_get
 
 KeyPaths = tuple[tuple[str, ...], ...]
-Relevance = Callable[[Any, Any], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class KeyCheck:
-    """What a stream's patterns need to key an event, and whether they would use it."""
+    """What a stream's patterns need to key an event."""
 
     keysets: list[KeyPaths]  # the distinct key paths of the stream's patterns
-    relevant: list[Relevance]  # per keyed pattern: would it start on the event?
     fields: str  # the key fields, for the dead letter's detail
 
     def unkeyable(self, events: Sequence[Any]) -> list[int]:
@@ -49,42 +50,21 @@ class KeyCheck:
             ]
         return [i for i, d in enumerate(events) if not any(_keyable(d, kp) for kp in keysets)]
 
-    def would_start(self, event: Any, ts: Any) -> bool:
-        return any(rel(event, ts) for rel in self.relevant)
-
 
 def key_check(plans: Iterable[CompiledPattern]) -> KeyCheck | None:
     """The check for the patterns that read one stream; None when no event of it can
     be a `missing_key` dead letter (no pattern reads it, or one is unkeyed)."""
     keysets: list[KeyPaths] = []
-    relevant: list[Relevance] = []
     for plan in plans:
         kp = plan.key_paths
         if not kp:
             return None
         if kp not in keysets:
             keysets.append(kp)
-        relevant.append(_relevance(plan))
     if not keysets:
         return None
     fields = " / ".join(", ".join(".".join(p) for p in kp) for kp in keysets)
-    return KeyCheck(keysets, relevant, fields)
-
-
-def _relevance(plan: CompiledPattern) -> Relevance:
-    """The pattern's event-local start test (its generated `start_rel`), with no key.
-    Patterns with `let` values need them for the test: every event counts as relevant."""
-    if plan.let_names:
-        return lambda d, ts: True
-    start_rel = plan.start_rel
-
-    def rel(d: Any, ts: Any) -> bool:
-        try:
-            return start_rel(d, ts, None, None) is True
-        except Exception:  # generated code is total; a bug guard, never a lost event
-            return True
-
-    return rel
+    return KeyCheck(keysets, fields)
 
 
 def _keyable(d: dict[str, Any], kp: KeyPaths) -> bool:

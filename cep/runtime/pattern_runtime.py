@@ -10,9 +10,9 @@ import heapq
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from cep.compiler.env import path_get
-from cep.compiler.plan import CompiledPattern
+from cep.program import CompiledPattern
 from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output
+from cep.values import path_get
 
 if TYPE_CHECKING:
     from cep.runtime.engine import Engine
@@ -75,9 +75,12 @@ class PatternRuntime:
         s = self.plan.streams
         return s is None or stream is None or stream in s
 
-    def ingest(self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float) -> None:
+    def ingest(
+        self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
+    ) -> None:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
-        `horizon` is the watermark after this batch (see the prefilter in plan.py)."""
+        `horizon` is the watermark after this batch (see the prefilter in plan.py).
+        Events the pattern cannot key but would start on are added to `unkeyed`."""
         plan = self.plan
         if plan.order_by:  # ties in time are taken in order-by order, before relevance
             obs = [tuple(sortable(path_get(d, p)) for p in plan.order_by) for d in ds]
@@ -85,10 +88,14 @@ class PatternRuntime:
             ds, tss, pos = [ds[j] for j in order], [tss[j] for j in order], [pos[j] for j in order]
         cands: list[tuple[int, Any]] = []
         get, create = (None, None) if plan.let_names else (self.states.get, self._create)
+        unk: list[Any] = []
         try:
-            plan.prefilter(ds, tss, horizon, get, create, cands)
+            plan.prefilter(ds, tss, horizon, get, create, cands, unk)
         except Exception as exc:  # generated code is total; this guards against bugs
-            cands = self._prefilter_each(ds, tss, horizon, get, create, exc)
+            unk = []
+            cands = self._prefilter_each(ds, tss, horizon, get, create, exc, unk)
+        if unk:
+            unkeyed.extend(unk)
         if not plan.let_names:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
@@ -112,7 +119,7 @@ class PatternRuntime:
 
     def _prefilter_each(
         self, ds: list[Any], tss: list[int], horizon: float, get: Any, create: Any,
-        first: BaseException,
+        first: BaseException, unk: list[Any],
     ) -> list[tuple[int, Any]]:
         """Slow path after the prefilter raised: event by event, skipping (and counting)
         the events it raises on, so one bad event cannot stop the batch."""
@@ -121,12 +128,14 @@ class PatternRuntime:
         cands: list[tuple[int, Any]] = []
         for i in range(len(ds)):
             one: list[tuple[int, Any]] = []
+            one_unk: list[Any] = []
             try:
-                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one)
+                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one, one_unk)
             except Exception as exc:
                 self.engine._on_error(plan.module.error(exc, plan.name))
                 continue
             cands.extend((i, x) for _, x in one)
+            unk.extend(one_unk)
         queued = {id(c[1]) for c in cands} | {id(e[3]) for e in self.heap}
         for k in [k for k, ks in self.states.items() if ks.idle() and id(ks) not in queued]:
             del self.states[k]  # created by the aborted pass for an event now skipped
