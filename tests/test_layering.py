@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +29,35 @@ def test_engine_never_imports_the_service() -> None:
         for p in (ROOT / "cep").rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def loaded_after(imports: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with `prefixes` that a fresh interpreter has loaded after
+    `import <imports>` (transitively, whatever imports them)."""
+    code = (f"import json, sys, {imports}; print(json.dumps(sorted(m for m in sys.modules "
+            f"if m.startswith({prefixes!r}))))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    names: list[str] = json.loads(out.stdout)
+    return names
+
+
+def test_the_runtime_loads_neither_the_front_end_nor_the_compiler() -> None:
+    runtime = "cep.runtime, cep.runtime.engine, cep.runtime.driver, cep.runtime.records"
+    assert loaded_after(runtime, ("lark", "cep.dsl", "cep.compiler")) == []
+    # `import cep` (the embedding API) stays light until a compiler name is used
+    assert loaded_after("cep", ("lark", "cep.dsl", "cep.compiler")) == []
+
+
+def test_the_state_store_never_loads_the_runtime() -> None:
+    assert loaded_after("cep.state, cep.state.store, cep.state.codec, cep.state.rocks",
+                        ("cep.runtime", "cep.compiler", "cep.dsl", "lark")) == []
+
+
+def test_the_layering_check_sees_transitive_imports() -> None:
+    # cep.compiler.plan imports cep.dsl only through its own imports: still seen
+    assert "cep.dsl.parser" in loaded_after("cep.compiler.plan", ("cep.dsl",))
 
 
 def test_runtime_never_imports_the_language_front_end() -> None:
