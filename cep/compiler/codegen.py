@@ -430,12 +430,6 @@ def is_event_local(e: ast.Expr, stages: frozenset[str]) -> bool:
     return True
 
 
-def reads_lets(e: ast.Expr, stages: frozenset[str], lets: frozenset[str]) -> bool:
-    return any(
-        ast.resolve_ref(r.path, stages, lets).kind == "let" for r in iter_refs(e)
-    )
-
-
 def conjuncts(e: ast.Expr) -> list[ast.Expr]:
     if isinstance(e, ast.BoolOp) and e.op == "and":
         return conjuncts(e.left) + conjuncts(e.right)
