@@ -1,4 +1,4 @@
-"""Build the engine from the service settings (used by `python -m service.kafka_runner`
+"""Build the engine from the service settings (used by `python -m service.kafka.runner`
 and by tests and benchmarks; `cep serve` builds its own and hands it to `run_kafka`)."""
 
 from __future__ import annotations
