@@ -21,9 +21,9 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from cep.compiler.plan import CompiledPattern
+from cep.compiler.pipeline import CompiledPattern
 from cep.errors import PatternError
-from cep.io.files import write_atomic
+from cep.io.atomic import write_atomic
 from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cep.compiler.plan import CompiledPattern
+from cep.compiler.pipeline import CompiledPattern
 from cep.runtime.engine import Engine
 from service.build import engine_config
 from service.config import Settings

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.store import MemoryStore

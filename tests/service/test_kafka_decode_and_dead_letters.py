@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Alert, DeadLetter, Engine, EngineConfig
 from service.kafka.dead_letters import dead_letter_record, parse_headers

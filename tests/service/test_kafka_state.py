@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.store import MemoryStore
