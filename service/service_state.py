@@ -29,6 +29,7 @@ from service.catalog import Catalog
 from service.config import Settings
 from service.control import Control
 from service.embedded.loop import DeadLetterFile, EmbeddedLoop
+from service.kafka.tasks import TaskTable
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
@@ -64,6 +65,8 @@ class ServiceState:
         self.loop: EmbeddedLoop | None = None
         self.stop_event = threading.Event()
         self.ready_event = threading.Event()
+        # Kafka mode: the partition tasks this process runs (GET /tasks, /ready)
+        self.tasks = TaskTable()
         self._kafka_thread: threading.Thread | None = None
         self._kafka_error: BaseException | None = None
         self.requests = itertools.count(1)
@@ -139,7 +142,7 @@ class ServiceState:
         def target() -> None:
             try:
                 run_kafka(self.settings, engine, self.control, self._publish,
-                          self.stop_event, self.ready_event)
+                          self.stop_event, self.ready_event, self.tasks)
             except BaseException as exc:
                 log.exception("the Kafka runner stopped with an error")
                 self._kafka_error = exc
@@ -170,7 +173,10 @@ class ServiceState:
             return f"the Kafka runner failed: {self._kafka_error}"
         if self.settings.embedded:
             return "the engine loop is not running"
-        return "the Kafka runner is starting (restoring state)"
+        restoring = self.tasks.restoring()
+        if restoring:
+            return f"restoring task(s) {', '.join(map(str, restoring))} from the changelog"
+        return "the Kafka runner is starting (waiting for a partition assignment)"
 
     # -- the engine, through its loop
 

@@ -12,6 +12,15 @@ further, tests/test_layering.py checks it):
     checkpoint() / checkpointed() / restore(items) / reset() / has_changes()
     expect_partitions(stream, partitions)
     snapshot() -> EngineSnapshot watermark()
+    open_task(t) / task(t) / close_task(t) / tasks()     partition tasks (scale-out)
+
+Tasks (docs/scale-out.md). A task is one input partition number. Once a task is
+open, the engine routes every batch to the task of its `Batch.task` (the partition
+number); each task is an engine of its own with the same patterns: its per-key
+state, held matches, buffered events, timers and watermarks belong to it alone.
+`task(t)` is that engine: its `checkpoint()` / `restore()` / `reset()` export,
+import and drop one task's state, in the same store format. `add` / `remove` apply
+to every task; `tick`, `finish`, `watermark` and `snapshot` cover them all.
 
 Batches cross this boundary, not events. For each batch:
 
@@ -152,6 +161,7 @@ class Engine:
         self._taken: tuple[int, list[tuple[PatternRuntime, set[Any]]]] | None = None
         self._track_changes = track_changes
         self._keychecks: dict[str | None, Any] = {}
+        self._tasks: dict[int, Engine] = {}
         for plan in plans:
             self.add(plan)
 
@@ -179,6 +189,8 @@ class Engine:
             self._clocks[ck] = Clock(ooo, idle if ck != ARRIVAL else None, self._now_ms)
         self._runtimes.append(PatternRuntime(plan, self, ck))
         self._keychecks.clear()
+        for t in self._tasks.values():
+            t.add(plan)
 
     def remove(self, name: str) -> int:
         """Unload every version of a pattern (its partial matches are dropped)."""
@@ -187,6 +199,8 @@ class Engine:
             self._runtimes.remove(rt)
             self._removed.extend((rt.name, rt.version, k) for k in rt.states)
         self._keychecks.clear()
+        for t in self._tasks.values():
+            t.remove(name)
         return len(gone)
 
     def patterns(self) -> list[LoadedPattern]:
@@ -214,11 +228,53 @@ class Engine:
         return nxt
 
     def _retire_drained(self) -> None:
-        gone = [rt for rt in self._runtimes if rt.draining and rt.idle()]
+        gone = [rt for rt in self._runtimes if rt.draining and rt.idle()
+                and not any(t._runs(rt.name, rt.version) for t in self._tasks.values())]
         for rt in gone:
             self._runtimes.remove(rt)
         if gone:
             self._keychecks.clear()
+
+    def _runs(self, name: str, version: int) -> bool:
+        return any(rt.name == name and rt.version == version for rt in self._runtimes)
+
+    # -- tasks
+
+    def open_task(self, task: int) -> Engine:
+        """Open partition task `task`: an empty engine with the loaded patterns (the
+        replaced versions still draining too, so its restored state finds them). From
+        now on batches go to the task of their `Batch.task`."""
+        if task in self._tasks:
+            raise ValueError(f"task {task} is open")
+        child = Engine([], self.config, scorer=self._scorer, now_ms=self._now_ms,
+                       track_changes=self._track_changes)
+        for rt in self._runtimes:
+            child.add(rt.plan)
+            if rt.draining:
+                for crt in child._runtimes:
+                    if crt.name == rt.name and crt.version == rt.version:
+                        crt.draining = True
+        self._tasks[task] = child
+        return child
+
+    def task(self, task: int) -> Engine:
+        """The engine of an open task: its checkpoint()/restore()/reset()/has_changes()
+        export, import and drop that task's state."""
+        try:
+            return self._tasks[task]
+        except KeyError:
+            raise KeyError(f"task {task} is not open") from None
+
+    def close_task(self, task: int) -> None:
+        """Drop a task and all its state (after its last checkpoint, or when lost)."""
+        child = self._tasks.pop(task, None)
+        if child is not None:
+            for k, v in child._counters.items():  # the process's figures keep counting
+                self._counters[k] += v
+        self._retire_drained()
+
+    def tasks(self) -> list[int]:
+        return sorted(self._tasks)
 
     # -- time
 
@@ -264,6 +320,8 @@ class Engine:
         return n
 
     def watermark(self) -> float:
+        if self._tasks:
+            return min(t.watermark() for t in self._tasks.values())
         if not self._clocks:
             return -INF
         return min(c.watermark for c in self._clocks.values())
@@ -281,6 +339,12 @@ class Engine:
         """Feed one batch of decoded events (dicts): a `Batch`, or a list of events with
         its stream, partition and positions given apart. Returns the alerts and the dead
         letters (the batch's decode errors and the engine's, in input order)."""
+        if self._tasks:
+            if not isinstance(batch, Batch) or batch.task is None:
+                raise ValueError("tasks are open: process() needs a Batch with its task")
+            res = self.task(batch.task).process(batch)
+            self._retire_drained()
+            return res
         if isinstance(batch, Batch):
             res = self._process(batch.events, batch.stream, batch.partition, batch.positions)
             if batch.dead_letters:
@@ -423,6 +487,8 @@ class Engine:
     def tick(self, now: int | None = None) -> Result:
         """Advance idle clocks with the wall clock (`now`, default the engine's clock)
         and fire due timers (no events)."""
+        if self._tasks:
+            return self._each_task(lambda t: t.tick(now))
         outs: list[tuple[PatternRuntime, Any, Output]] = []
         for ck, clock in self._clocks.items():
             if ck == ARRIVAL:
@@ -436,6 +502,8 @@ class Engine:
 
     def finish(self) -> Result:
         """End of a bounded input: watermark +infinity fires every pending window."""
+        if self._tasks:
+            return self._each_task(lambda t: t.finish())
         outs: list[tuple[PatternRuntime, Any, Output]] = []
         for ck, clock in self._clocks.items():
             clock.finish()
@@ -443,6 +511,15 @@ class Engine:
                 if rt.clock_key == ck:
                     rt.drain(INF, outs)
         return Result(self._alerts(outs), [])
+
+    def _each_task(self, fn: Callable[[Engine], Result]) -> Result:
+        res = Result()
+        for t in sorted(self._tasks):
+            r = fn(self._tasks[t])
+            res.alerts.extend(r.alerts)
+            res.dead_letters.extend(r.dead_letters)
+        self._retire_drained()
+        return res
 
     # -- alerts
 
@@ -526,7 +603,9 @@ class Engine:
     # entry format does not change.
 
     def has_changes(self) -> bool:
-        """Is there state a checkpoint would write?"""
+        """Is there state a checkpoint would write? (With tasks: in any task.)"""
+        if any(t.has_changes() for t in self._tasks.values()):
+            return True
         return bool(self._removed) or any(rt.dirty for rt in self._runtimes)
 
     def checkpoint(self) -> dict[bytes, bytes | None]:
@@ -536,6 +615,8 @@ class Engine:
         failed write loses nothing (the next `checkpoint()` takes them again)."""
         if not self._track_changes:
             raise RuntimeError("checkpoint() needs an engine made with track_changes=True")
+        if self._tasks:
+            raise RuntimeError("tasks are open: checkpoint each with task(t).checkpoint()")
         puts: dict[bytes, bytes | None] = {}
         for name, version, key in self._removed:
             puts[state_key(name, version, key)] = None
@@ -621,7 +702,9 @@ class Engine:
 
     def snapshot(self) -> EngineSnapshot:
         """A copy of the figures metrics and the API show (take it on the engine's
-        thread; read it anywhere)."""
+        thread; read it anywhere). With tasks: their figures summed, clocks per task."""
+        if self._tasks:
+            return self._tasks_snapshot()
         pats = [
             PatternStats(
                 rt.name, rt.version, rt.draining, len(rt.states), rt.live_runs(),
@@ -638,3 +721,29 @@ class Engine:
         ]
         return EngineSnapshot(self._now_ms(), dict(self._counters), pats, clocks,
                               list(self._errors))
+
+    def _tasks_snapshot(self) -> EngineSnapshot:
+        counters: Counter[str] = Counter(self._counters)
+        pats: dict[tuple[str, int], PatternStats] = {
+            (rt.name, rt.version): PatternStats(rt.name, rt.version, rt.draining, 0, 0, 0, 0, {})
+            for rt in self._runtimes
+        }
+        clocks: list[ClockStats] = []
+        errors = list(self._errors)
+        for tid in sorted(self._tasks):
+            snap = self._tasks[tid].snapshot()
+            counters.update(snap.counters)
+            errors.extend(snap.errors[: max(0, 100 - len(errors))])
+            for p in snap.patterns:
+                agg = pats.setdefault((p.name, p.version), PatternStats(
+                    p.name, p.version, p.draining, 0, 0, 0, 0, {}))
+                agg.keys += p.keys
+                agg.live_runs += p.live_runs
+                agg.pending_timers += p.pending_timers
+                agg.buffered += p.buffered
+                for k, v in p.stats.items():
+                    agg.stats[k] = agg.stats.get(k, 0) + v
+            clocks.extend(ClockStats(f"task {tid}: {c.name}", c.watermark, c.ooo_ms,
+                                     c.partitions) for c in snap.clocks)
+        return EngineSnapshot(self._now_ms(), dict(counters), list(pats.values()), clocks,
+                              errors)

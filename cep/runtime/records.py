@@ -82,6 +82,7 @@ class Batch:
     received: int = 0
     nbytes: int = 0
     origin: Any = None
+    task: int | None = None  # the partition task (an engine with open tasks routes by it)
 
     @property
     def source(self) -> str:

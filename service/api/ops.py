@@ -1,4 +1,5 @@
-"""Operations: `/health` (liveness), `/ready` (readiness), `/metrics` (Prometheus)."""
+"""Operations: `/health` (liveness), `/ready` (readiness), `/metrics` (Prometheus),
+`/tasks` (the partition tasks of this process, Kafka mode)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.patterns import engine_snapshot, service
-from service.api.schemas import Health, Ready
+from service.api.schemas import Health, Ready, TaskInfo, Tasks
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,8 @@ def ready(request: Request) -> Response:
     ok = svc.ready
     svc.metrics.ready.set(1 if ok else 0)
     body = Ready(ready=ok, mode="embedded" if svc.settings.embedded else "kafka",
-                 detail=None if ok else svc.not_ready_reason())
+                 detail=None if ok else svc.not_ready_reason(),
+                 restoring=svc.tasks.restoring())
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
@@ -38,3 +40,15 @@ def metrics(request: Request) -> Response:
     svc.metrics.ready.set(1 if svc.ready else 0)
     svc.metrics.recent_alerts.set(len(svc.hub))
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/tasks", response_model=Tasks,
+            summary="The partition tasks of this process: state, lag, restore progress")
+def tasks(request: Request) -> Tasks:
+    svc = service(request)
+    rows = svc.tasks.rows()
+    return Tasks(
+        mode="embedded" if svc.settings.embedded else "kafka",
+        tasks_total=svc.tasks.tasks_total,
+        tasks=[TaskInfo(**r.as_dict()) for r in rows],
+    )

@@ -179,3 +179,18 @@ class Ready(BaseModel):
     ready: bool
     mode: Literal["embedded", "kafka"]
     detail: str | None = None
+    restoring: list[int] = Field(default_factory=list)  # tasks restoring their state
+
+
+class TaskInfo(BaseModel):
+    task: int  # the input partition number
+    state: Literal["restoring", "running"]
+    partitions: list[dict[str, Any]]  # topic, partition, position (next offset read)
+    lag: int | None = None  # records behind the partitions' ends (None: not known yet)
+    restore: dict[str, Any]  # start, end (changelog offsets), records, done
+
+
+class Tasks(BaseModel):
+    mode: Literal["embedded", "kafka"]
+    tasks_total: int | None  # the input partition count (None: not started / embedded)
+    tasks: list[TaskInfo]

@@ -1,10 +1,14 @@
-"""Exactly-once mode: the compacted changelog topic and catching RocksDB up with it.
+"""The compacted changelog topic and catching a task's RocksDB up with it.
 
-The changelog is the durable copy of the state store (one partition, compacted,
-written only inside our transactions). RocksDB is a local cache of it: it records the
-changelog offset it has reached (`l\\0changelog`). On start (after `init_transactions`,
-which aborts a transaction a crashed predecessor left open, so the changelog has no
-open transaction left), and after any checkpoint that did not complete:
+The changelog is the durable copy of the task state stores: as many partitions as
+the input topics, task n's deltas in partition n (exactly-once: inside our
+transactions; at-least-once: produced and flushed before the local write). Each task
+checkpoint ends with a marker record (`COMMIT_KEY`); a restore applies records up to
+the last marker only, so a checkpoint a crash interrupted is never half applied.
+A task's RocksDB is a local cache of its partition: it records the changelog offset
+it has reached (`l\\0changelog`). On assignment (after `init_transactions`, which
+aborts a transaction a crashed predecessor left open), and after any checkpoint that
+did not complete:
 
 - store position P and the changelog ends at P (or holds only transaction markers
   after P): nothing to do;
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,7 @@ from cep.state.store import StateStore
 from service.kafka.checkpoint import KafkaRunnerError
 from service.kafka.store import (
     CHANGELOG_POS_KEY,
+    COMMIT_KEY,
     changelog_position,
     clear_store,
     has_engine_state,
@@ -55,17 +61,23 @@ class Recovery:
     seed_snapshot: bool = False
 
 
+Progress = Callable[[int, int], None]  # (changelog offset reached, end offset)
+
+
 def recover_store(
     store: StateStore,
     consumer_conf: dict[str, Any],
     topic: str,
     *,
+    partition: int = 0,
     timeout_s: float = 300.0,
     batch: int = 10_000,
+    progress: Progress | None = None,
 ) -> Recovery:
-    """Bring the store up to the end of the changelog (committed records only)."""
+    """Bring a task's store up to the end of its changelog partition (committed
+    records, up to the last checkpoint marker)."""
     t0 = time.monotonic()
-    tp = TopicPartition(topic, 0)
+    tp = TopicPartition(topic, partition)
     consumer = Consumer(consumer_conf)
     try:
         low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
@@ -92,23 +104,23 @@ def recover_store(
             n = clear_store(store)
             start = low
             mode = "rebuilt"
-            log.info("state store has %s: rebuilding it from changelog %s[0] offsets %d..%d "
+            log.info("state store has %s: rebuilding it from changelog %s[%d] offsets %d..%d "
                      "(%d stale keys cleared)",
                      "no changelog position" if pos is None else f"position {pos} < {low}",
-                     topic, low, high, n)
+                     topic, partition, low, high, n)
         else:
             start = pos
             mode = "caught_up"
             if pos >= high:
                 return Recovery("up_to_date", start=pos, end=high,
                                 seconds=time.monotonic() - t0)
-        records = _replay(store, consumer, tp, start, high, timeout_s, batch)
+        records = _replay(store, consumer, tp, start, high, timeout_s, batch, progress)
         if mode == "caught_up" and records == 0:
             mode = "up_to_date"
         rec = Recovery(mode, records, start, high, time.monotonic() - t0)
         if mode != "up_to_date":
-            log.info("changelog %s[0]: %s the state store with %d record(s) from offset %d to "
-                     "%d in %.2fs", topic, mode, records, start, high, rec.seconds)
+            log.info("changelog %s[%d]: %s the state store with %d record(s) from offset %d "
+                     "to %d in %.2fs", topic, partition, mode, records, start, high, rec.seconds)
         return rec
     finally:
         consumer.close()
@@ -122,11 +134,13 @@ def _replay(
     high: int,
     timeout_s: float,
     batch: int,
+    progress: Progress | None = None,
 ) -> int:
     consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
     deadline = time.monotonic() + timeout_s
     records = 0
-    position = start
+    position = start  # the offset after the last marker applied
+    pending: dict[bytes, bytes | None] = {}  # records after the last marker
     while position < high:
         if time.monotonic() > deadline:
             raise KafkaRunnerError(
@@ -136,6 +150,7 @@ def _replay(
             )
         msgs = consumer.consume(batch, 0.5)
         puts: dict[bytes, bytes | None] = {}
+        marker_next: int | None = None
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -148,13 +163,28 @@ def _replay(
             k = m.key()
             if k is None:
                 continue
-            puts[k] = m.value()
+            pending[k] = m.value()
             records += 1
+            if k == COMMIT_KEY:  # a complete checkpoint: apply it
+                puts.update(pending)
+                pending.clear()
+                marker_next = m.offset() + 1  # type: ignore[operator]
         got = consumer.position([TopicPartition(tp.topic, tp.partition)])[0].offset
-        if got > position or puts:
-            position = max(position, got)
-            # the position read so far goes with the records it covers: a crash here
-            # resumes the catch-up, never skips records
-            puts[CHANGELOG_POS_KEY] = str(position).encode()
+        if marker_next is not None:
+            # the position of the last marker goes with the records it covers: a crash
+            # here resumes the catch-up after it, never skips records
+            puts[CHANGELOG_POS_KEY] = str(marker_next).encode()
             store.write_batch(puts)
+        if got >= high or (got > position and not pending and marker_next is None):
+            position = max(position, got)  # transaction markers only
+        elif marker_next is not None:
+            position = max(position, marker_next)
+        if progress is not None:
+            progress(max(position, got if got >= 0 else position), high)
+        if got >= high:
+            break
+    if pending:
+        log.warning("changelog %s[%d]: %d record(s) after the last checkpoint marker "
+                    "ignored (a checkpoint a crash interrupted)", tp.topic, tp.partition,
+                    len(pending))
     return records

@@ -2,22 +2,25 @@
 
 A checkpoint happens between two batches, every `checkpoint_interval_ms` or every
 `kafka.checkpoint_records` input records, when partitions are revoked, and at
-shutdown. The engine's `checkpoint()` returns the state that changed since the last
-one (per-key runs, held matches and buffered events, and the engine meta entry with
-watermarks and counters); together with the next input offset of every partition
-read since, that is one consistent cut of the stream.
+shutdown. It covers every assigned partition task (`TaskCut`): the task engine's
+`checkpoint()` returns the state that changed since the last one (per-key runs, held
+matches and buffered events, and the meta entry with the task's watermarks);
+together with the next input offset of each of the task's partitions read since,
+that is one consistent cut of the task's stream. Task n's cut goes to changelog
+partition n, followed by a marker record (`COMMIT_KEY`), and to the task's RocksDB.
 
 At-least-once (`AtLeastOnceCheckpoint.commit`):
 
 1. flush the producer: every alert and dead letter produced so far is acknowledged
    by the broker. A failed delivery stops here (`RewindError`): nothing is written,
    the runner goes back to the previous checkpoint and produces those again;
-2. take the engine's state deltas (`engine.checkpoint()`) and add the input offsets;
-3. write them in ONE RocksDB WriteBatch (atomic, synced): state, offsets and
-   watermarks always agree; only then `engine.checkpointed()` forgets those deltas
-   (a failed write leaves them pending for the next checkpoint);
-4. commit the same offsets to the consumer group (for lag monitoring and for a
-   replacement process without local state; the store's offsets win on restart).
+2. per task: the engine's state deltas (`checkpoint()`) plus the input offsets,
+   produced to the task's changelog partition, then the marker; flush (a failure:
+   `RewindError`; a restore ignores records after the last marker);
+3. per task: write them in ONE RocksDB WriteBatch (atomic, synced) with the
+   changelog offset reached; only then `checkpointed()` forgets those deltas;
+4. commit the same offsets to the consumer group (for lag monitoring; the task
+   store's offsets, restored from the changelog where needed, win on assignment).
 
 A crash before 3 replays the input since the previous checkpoint: alerts produced
 in between are produced again with the same `alert_id` (consumers deduplicate).
@@ -25,9 +28,10 @@ in between are produced again with the same `alert_id` (consumers deduplicate).
 Exactly-once (`ExactlyOnceCheckpoint.commit`); alerts and dead letters of the interval
 are already in the open transaction:
 
-1. take the engine's state deltas and add the input offsets;
-2. produce each of them to the compacted changelog topic (key = store key,
-   value = bytes, None = tombstone) in the same transaction;
+1. per task: the engine's state deltas plus the input offsets;
+2. produce each of them to the task's partition of the compacted changelog topic
+   (key = store key, value = bytes, None = tombstone), then the marker, in the same
+   transaction (one transactional producer per process);
 3. `send_offsets_to_transaction(offsets, consumer group metadata)`;
 4. `commit_transaction()`: alerts, dead letters, state and input offsets become
    visible to read_committed consumers together, or not at all; then
@@ -59,6 +63,7 @@ from cep.state.store import StateStore
 from service.kafka.io import Deliveries, produce
 from service.kafka.store import (
     CHANGELOG_POS_KEY,
+    COMMIT_KEY,
     LOCAL_PREFIX,
     TP,
     offset_puts,
@@ -112,7 +117,42 @@ class CheckpointInfo:
     keys: int  # store keys written (state deltas, meta, offsets)
     offsets: dict[TP, int]
     seconds: float
-    changelog_next: int | None = None
+
+
+@dataclass
+class TaskCut:
+    """One partition task's part of a checkpoint: its engine (`Engine.task(n)`), its
+    store, and the next input offset of its partitions read since the last one."""
+
+    task: int
+    engine: Engine
+    store: StateStore
+    positions: dict[TP, int]
+    seed_snapshot: bool = False  # write the whole store (the changelog lacks it)
+
+    def puts(self) -> dict[bytes, bytes | None]:
+        puts: dict[bytes, bytes | None] = {}
+        if self.seed_snapshot:
+            puts.update(replicated_items(self.store))
+        puts.update(self.engine.checkpoint())
+        puts.update(offset_puts(self.positions))
+        return puts
+
+
+def _all_positions(cuts: list[TaskCut]) -> dict[TP, int]:
+    out: dict[TP, int] = {}
+    for c in cuts:
+        out.update(c.positions)
+    return out
+
+
+def _changelog_records(
+    cut: TaskCut, puts: Mapping[bytes, bytes | None], seq: int
+) -> list[tuple[bytes, bytes | None]]:
+    """A task cut's records for its changelog partition, the marker last."""
+    out = [(k, v) for k, v in puts.items() if not k.startswith(LOCAL_PREFIX)]
+    out.append((COMMIT_KEY, str(seq).encode()))
+    return out
 
 
 def _tps(positions: Mapping[TP, int]) -> list[TopicPartition]:
@@ -129,33 +169,29 @@ def _fmt(positions: Mapping[TP, int]) -> str:
 class AtLeastOnceCheckpoint:
     def __init__(
         self,
-        engine: Engine,
-        store: StateStore,
         producer: ProducerLike,
         consumer: CommitterLike | None,
         deliveries: Deliveries,
+        changelog_topic: str | None,
         *,
         flush_log_s: float = 10.0,
         stop_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.engine = engine
-        self.store = store
         self.producer = producer
         self.consumer = consumer
         self.deliveries = deliveries
+        self.changelog_topic = changelog_topic
         self.flush_log_s = flush_log_s
         self.stop_waiting = stop_waiting
+        self.seq = 0
 
-    def commit(self, positions: Mapping[TP, int], *, sync_commit: bool = False) -> CheckpointInfo:
-        t0 = time.monotonic()
-        # 1. every produced alert / dead letter acknowledged (the producer retries for
-        #    up to message.timeout.ms; a broker restart is waited out here)
+    def _flush(self, what: str) -> None:
         while True:
             left = self.producer.flush(self.flush_log_s)
             if left == 0:
                 break
-            log.warning("checkpoint: %d record(s) not yet acknowledged by the broker; waiting",
-                        left)
+            log.warning("checkpoint: %d %s record(s) not yet acknowledged by the broker; "
+                        "waiting", left, what)
             if self.stop_waiting():
                 raise RewindError(f"checkpoint: {left} record(s) unacknowledged at shutdown")
         if self.deliveries.failures:
@@ -163,20 +199,44 @@ class AtLeastOnceCheckpoint:
             self.deliveries.reset()
             raise RewindError(f"checkpoint: produce failed ({failures}); "
                               "replaying from the previous checkpoint")
-        # 2. state deltas + input offsets: one consistent cut
-        puts = self.engine.checkpoint()
-        puts.update(offset_puts(positions))
-        # 3. one atomic, synced write; only then are the deltas taken
-        self.store.write_batch(puts)
-        self.engine.checkpointed()
-        # 4. offsets to the group (informational: the store's offsets win on restart)
+
+    def commit(self, cuts: list[TaskCut], *, sync_commit: bool = False) -> CheckpointInfo:
+        t0 = time.monotonic()
+        # 1. every produced alert / dead letter acknowledged (the producer retries for
+        #    up to message.timeout.ms; a broker restart is waited out here)
+        self._flush("output")
+        # 2. per task: state deltas + input offsets, to its changelog partition
+        written: list[tuple[TaskCut, dict[bytes, bytes | None]]] = []
+        self.seq += 1
+        self.deliveries.changelog_next = {}
+        for cut in cuts:
+            puts = cut.puts()
+            written.append((cut, puts))
+            if self.changelog_topic is not None:
+                for k, v in _changelog_records(cut, puts, self.seq):
+                    produce(self.producer, self.changelog_topic, v, k,  # type: ignore[arg-type]
+                            on_delivery=self.deliveries, partition=cut.task)
+        if self.changelog_topic is not None and written:
+            self._flush("changelog")
+        # 3. per task: one atomic, synced write; only then are the deltas taken
+        keys = 0
+        for cut, puts in written:
+            nxt = self.deliveries.changelog_next.get(cut.task)
+            if nxt is not None:
+                puts[CHANGELOG_POS_KEY] = str(nxt).encode()
+            cut.store.write_batch(puts)
+            cut.engine.checkpointed()
+            cut.seed_snapshot = False
+            keys += len(puts)
+        # 4. offsets to the group (informational: the stores' offsets win)
+        positions = _all_positions(cuts)
         if self.consumer is not None and positions:
             try:
                 self.consumer.commit(offsets=_tps(positions), asynchronous=not sync_commit)
             except KafkaException as exc:
                 log.warning("checkpoint: committing offsets to the group failed (%s); the "
-                            "state store has them: %s", exc.args[0], _fmt(positions))
-        info = CheckpointInfo(len(puts), dict(positions), time.monotonic() - t0)
+                            "state stores have them: %s", exc.args[0], _fmt(positions))
+        info = CheckpointInfo(keys, positions, time.monotonic() - t0)
         log.debug("checkpoint (at-least-once): %d keys, offsets %s, %.1f ms",
                   info.keys, _fmt(positions), info.seconds * 1000)
         return info
@@ -288,53 +348,50 @@ class Transactions:
 class ExactlyOnceCheckpoint:
     def __init__(
         self,
-        engine: Engine,
-        store: StateStore,
         txn: Transactions,
         deliveries: Deliveries,
         changelog_topic: str,
         group_metadata: Callable[[], Any],
-        *,
-        seed_snapshot: bool = False,
     ) -> None:
-        self.engine = engine
-        self.store = store
         self.txn = txn
         self.deliveries = deliveries
         self.changelog_topic = changelog_topic
         self.group_metadata = group_metadata
-        # the changelog is empty but the store is not (switching from at-least-once):
-        # the first checkpoint writes the whole store to the changelog
-        self.seed_snapshot = seed_snapshot
+        self.seq = 0
 
-    def commit(self, positions: Mapping[TP, int]) -> CheckpointInfo:
+    def commit(self, cuts: list[TaskCut]) -> CheckpointInfo:
         t0 = time.monotonic()
-        # 1. state deltas + input offsets: one consistent cut
-        puts: dict[bytes, bytes | None] = {}
-        if self.seed_snapshot:
-            puts.update(replicated_items(self.store))
-        puts.update(self.engine.checkpoint())
-        puts.update(offset_puts(positions))
-        # 2. the changelog records, in the open transaction
-        self.deliveries.changelog_next = None
+        # 1 + 2. per task: state deltas + input offsets, its changelog records, in the
+        #        open transaction
+        self.deliveries.changelog_next = {}
+        self.seq += 1
         topic = self.changelog_topic
-        for k, v in puts.items():
-            if not k.startswith(LOCAL_PREFIX):
-                self.txn.produce(topic, v, k, on_delivery=self.deliveries, partition=0)
-        # 3 + 4. input offsets into the transaction, commit
+        written: list[tuple[TaskCut, dict[bytes, bytes | None]]] = []
+        for cut in cuts:
+            puts = cut.puts()
+            written.append((cut, puts))
+            for k, v in _changelog_records(cut, puts, self.seq):
+                self.txn.produce(topic, v, k, on_delivery=self.deliveries, partition=cut.task)
+        # 3 + 4. input offsets into the transaction (with the consumer's group metadata:
+        #        a zombie of an older generation is fenced, KIP-447), commit
+        positions = _all_positions(cuts)
         self.txn.commit(_tps(positions), self.group_metadata())
-        self.engine.checkpointed()
+        for cut, _ in written:
+            cut.engine.checkpointed()
         if self.deliveries.failures:  # cannot happen after a successful commit; be loud
             log.error("delivery failures reported after a committed transaction: %s",
                       self.deliveries.failures)
             self.deliveries.failures = []
-        # 5. the local cache, after the commit
-        cl_next = self.deliveries.changelog_next
-        if cl_next is not None:
-            puts[CHANGELOG_POS_KEY] = str(cl_next).encode()
-        self.store.write_batch(puts)
-        self.seed_snapshot = False
-        info = CheckpointInfo(len(puts), dict(positions), time.monotonic() - t0, cl_next)
-        log.debug("checkpoint (exactly-once): %d keys, offsets %s, changelog @%s, %.1f ms",
-                  info.keys, _fmt(positions), cl_next, info.seconds * 1000)
+        # 5. the local caches, after the commit
+        keys = 0
+        for cut, puts in written:
+            nxt = self.deliveries.changelog_next.get(cut.task)
+            if nxt is not None:
+                puts[CHANGELOG_POS_KEY] = str(nxt).encode()
+            cut.store.write_batch(puts)
+            cut.seed_snapshot = False
+            keys += len(puts)
+        info = CheckpointInfo(keys, positions, time.monotonic() - t0)
+        log.debug("checkpoint (exactly-once): %d keys, offsets %s, %.1f ms",
+                  info.keys, _fmt(positions), info.seconds * 1000)
         return info

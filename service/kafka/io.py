@@ -45,7 +45,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": k.auto_offset_reset,
-        "partition.assignment.strategy": "cooperative-sticky",
+        # cooperative-sticky: a rebalance moves only the tasks that change hands; with
+        # several input topics `range`, which gives partition n of every topic to the
+        # same process (a task reads all of them; docs/scale-out.md)
+        "partition.assignment.strategy": (
+            "cooperative-sticky" if len(input_topics(settings)) == 1 else "range"),
         "enable.partition.eof": False,
         # prefetch deep enough that consume() rarely waits for a fetch: with librdkafka's
         # default (100k) the runner read ~110k records/s on the dev box, with 500k ~200k/s;
@@ -245,13 +249,14 @@ def alert_key(alert: Alert) -> bytes | None:
 
 
 class Deliveries:
-    """Delivery reports: failures, and the next offset after our changelog records."""
+    """Delivery reports: failures, and per changelog partition the next offset after
+    our records."""
 
     __slots__ = ("changelog", "changelog_next", "delivered", "failures")
 
     def __init__(self, changelog: str | None = None) -> None:
         self.changelog = changelog
-        self.changelog_next: int | None = None
+        self.changelog_next: dict[int, int] = {}
         self.failures: list[str] = []
         self.delivered = 0
 
@@ -264,13 +269,13 @@ class Deliveries:
             return
         self.delivered += 1
         if self.changelog is not None and msg.topic() == self.changelog:
-            off = msg.offset()
-            if off is not None and (self.changelog_next is None or off + 1 > self.changelog_next):
-                self.changelog_next = off + 1
+            off, p = msg.offset(), msg.partition()
+            if off is not None and p is not None and off + 1 > self.changelog_next.get(p, -1):
+                self.changelog_next[p] = off + 1
 
     def reset(self) -> None:
         self.failures = []
-        self.changelog_next = None
+        self.changelog_next = {}
 
 
 def produce(

@@ -3,27 +3,36 @@
     run_kafka(settings, engine, control, on_alerts, stop, ready)   # `cep serve`, Kafka mode
     python -m service.kafka.runner --config cep.toml               # the runner alone
 
-One loop in the calling thread owns the engine:
+One loop in the calling thread owns the engine. The work is split in partition
+tasks (service/kafka/tasks.py, docs/scale-out.md): task n reads partition n of every
+input topic, with its own engine (`Engine.task(n)`), RocksDB (`state_dir/task-<n>`)
+and changelog partition n. N processes with the same group id share the tasks.
 
-    start:  open RocksDB -> (exactly-once: new transactional producer, init_transactions,
-            catch RocksDB up with the changelog) -> load the engine from RocksDB ->
-            subscribe (cooperative-sticky); on_assign seeks every partition to the offset
-            stored in RocksDB (the source of truth), then `ready` is set
+    start:  check the input topics are co-partitioned (the task count), create the
+            changelog with as many partitions -> producer (exactly-once: one
+            transactional producer, init_transactions) -> subscribe
+            (cooperative-sticky; `range` with several input topics, which keeps
+            partition n of every topic on one process)
+    assign: per new task: open its RocksDB, catch it up with its changelog partition
+            (restore; the partitions are not fetched until then), open the task in
+            the engine and load its state; seek each partition to the task store's
+            offset; then `ready` is set
     loop:   pending API changes (control.run_pending, at a batch boundary)
             -> consume(batch_size) -> decode per (topic, partition)
-            -> per partition, the driver's step (cep/runtime/driver.py): the engine,
-               then this runner's sink: alerts and dead letters produced (exactly-once:
-               inside the open transaction), then the next offset to commit
+            -> per partition, the driver's step (cep/runtime/driver.py): the task's
+               engine, then this runner's sink: alerts and dead letters produced
+               (exactly-once: inside the open transaction), then the next offset
             -> driver.tick() every tick_interval_ms (idle watermarks, timers)
             -> checkpoint every checkpoint_interval_ms / checkpoint_records
                (the order of its steps: service/kafka/checkpoint.py)
-    revoke: checkpoint before the partitions go; lost: back to the last checkpoint
+    revoke: finish the batch, checkpoint, close the revoked tasks (drop their state)
+    lost:   close the lost tasks without a checkpoint; the others go back to theirs
     stop:   finish the batch, checkpoint, close the consumer (leaves the group), close
 
 When a checkpoint fails (a produce failed, a transaction was aborted, a commit's
 outcome is unknown), the runner goes back to the last committed checkpoint: it
-reloads the engine from RocksDB (caught up with the changelog in exactly-once mode)
-and seeks the consumer to the stored offsets.
+catches every task store up with its changelog partition, reloads the task engines
+from them and seeks the consumer to the stored offsets.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from service.kafka.checkpoint import (
     ExactlyOnceCheckpoint,
     KafkaRunnerError,
     RewindError,
+    TaskCut,
     Transactions,
 )
 from service.kafka.dead_letters import dead_letter_record
@@ -74,7 +84,17 @@ from service.kafka.io import (
     produce,
     producer_config,
 )
-from service.kafka.store import load_engine, register_partitions, stored_offsets
+from service.kafka.store import load_engine, register_partitions, stored_offsets, task_dir
+from service.kafka.tasks import (
+    RESTORING,
+    RUNNING,
+    PartitionMismatchError,
+    Task,
+    TaskRow,
+    TaskTable,
+    partition_counts,
+    task_count,
+)
 
 log = logging.getLogger("cep.kafka")
 
@@ -88,11 +108,13 @@ def run_kafka(
     on_alerts: Callable[[list[Alert]], None],
     stop: threading.Event,
     ready: threading.Event,
+    tasks: TaskTable | None = None,
 ) -> None:
     """Run until `stop` is set, in the calling thread. `ready` is set once the state is
-    restored and partitions are assigned. Raises `KafkaRunnerError` when it cannot go
-    on (the message says what to do)."""
-    KafkaRunner(settings, engine, control, on_alerts, stop, ready).run()
+    restored and partitions are assigned. `tasks` (optional) is kept up to date with
+    the assigned tasks. Raises `KafkaRunnerError` when it cannot go on (the message
+    says what to do)."""
+    KafkaRunner(settings, engine, control, on_alerts, stop, ready, tasks).run()
 
 
 class KafkaRunner:
@@ -104,6 +126,7 @@ class KafkaRunner:
         on_alerts: Callable[[list[Alert]], None] | None,
         stop: threading.Event,
         ready: threading.Event,
+        task_table: TaskTable | None = None,
     ) -> None:
         if settings.embedded:
             raise KafkaRunnerError("kafka.bootstrap_servers is not set: nothing to connect to")
@@ -118,6 +141,7 @@ class KafkaRunner:
         self.stats: Counter[str] = Counter()
         # per assigned partition read since its assignment: the next offset to read
         self.positions: dict[TP, int] = {}
+        self.committed: dict[TP, int] = {}  # the positions of the last checkpoint
         self.assigned: set[TP] = set()
         self.first_offsets: dict[TP, int] = {}  # where a partition with no stored offset began
         self.consumed_since = 0
@@ -134,11 +158,14 @@ class KafkaRunner:
         self._topics_known: set[str] = set()
         self._last_client_log = 0.0
         self._ckpt_ms_max = 0  # since the last report
-        self.store: StateStore | None = None
+        self.tasks: dict[int, Task] = {}
+        self.task_table = task_table if task_table is not None else TaskTable()
+        self.n_tasks = 0
+        self.cooperative = True
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.txn: Transactions | None = None
-        self.deliveries = Deliveries(self.k.changelog_topic if self.eos else None)
+        self.deliveries = Deliveries(self.k.changelog_topic)
         self.admin: AdminClient | None = None
         self.checkpointer: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint | None = None
         self._to_notify: list[Alert] = []
@@ -153,22 +180,19 @@ class KafkaRunner:
                  mode, self.k.bootstrap_servers, self.k.group_id,
                  ",".join(input_topics(self.settings)), self.settings.state_dir)
         try:
-            self.store = self._open_store()
             self.admin = AdminClient(self._common_conf())
+            self._check_partitions()
             self._ensure_topics(first=True)
-            seed = False
             if self.eos:
                 self._new_txn_producer()
-                seed = self._recover_changelog()
             else:
                 self.producer = Producer(self._with_cb(producer_config(self.settings,
                                                                        transactional=False)))
-            stats = load_engine(self.engine, self.store)
-            log.info("state restored: %s; watermark %s", stats or "empty",
-                     _wm(self.engine.watermark()))
             self._signature = self.engine.signature()
-            self.consumer = Consumer(self._with_cb(consumer_config(self.settings)))
-            self.checkpointer = self._make_checkpointer(seed)
+            conf = consumer_config(self.settings)
+            self.cooperative = "cooperative" in str(conf["partition.assignment.strategy"])
+            self.consumer = Consumer(self._with_cb(conf))
+            self.checkpointer = self._make_checkpointer()
             self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
             while not self.stop.is_set():
@@ -224,14 +248,37 @@ class KafkaRunner:
             self.txn.abort()
         if self.producer is not None and not self.eos:
             self.producer.flush(5)
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        for t in list(self.tasks):
+            self._close_task(t)
 
     # ------------------------------------------------------------------ setup
 
-    def _open_store(self) -> StateStore:
-        path = self.settings.state_dir
+    def _check_partitions(self) -> None:
+        """The task count: the input topics' common partition count; the changelog
+        must have as many partitions (task n's state goes to partition n)."""
+        assert self.admin is not None
+        inputs = input_topics(self.settings)
+        cl = self.k.changelog_topic
+        counts = partition_counts(self.admin, [*inputs, cl])
+        try:
+            self.n_tasks = task_count(counts, inputs)
+        except PartitionMismatchError as exc:
+            raise KafkaRunnerError(str(exc)) from None
+        have = counts.get(cl)
+        if have is not None and have != self.n_tasks:
+            raise KafkaRunnerError(
+                f"the changelog topic {cl} has {have} partition(s) but the input has "
+                f"{self.n_tasks}: task n's state goes to changelog partition n. Give this "
+                "service a new kafka.changelog_topic (its state is rebuilt from the input "
+                f"offsets committed by the group), or recreate {cl} with {self.n_tasks} "
+                "partitions.")
+        self.task_table.tasks_total = self.n_tasks
+        log.info("%d task(s): partitions 0..%d of %s", self.n_tasks, self.n_tasks - 1,
+                 ", ".join(inputs))
+
+    def _open_store(self, task: int) -> StateStore:
+        path = task_dir(self.settings.state_dir, task)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return RocksStore(path)
         except StateStoreError:
@@ -273,8 +320,8 @@ class KafkaRunner:
         if wanted:
             ensure_topics(self.admin, wanted, partitions=self.k.topic_partitions)
             self._topics_known |= wanted
-        if first and self.eos:
-            ensure_topics(self.admin, [self.k.changelog_topic], partitions=1,
+        if first:
+            ensure_topics(self.admin, [self.k.changelog_topic], partitions=self.n_tasks,
                           config=CHANGELOG_CONFIG)
 
     def _new_txn_producer(self) -> None:
@@ -305,60 +352,140 @@ class KafkaRunner:
             self.txn.open = False
         log.info("transactional producer ready (transactional.id %s)", self.k.transactional_id)
 
-    def _recover_changelog(self) -> bool:
-        assert self.store is not None
-        rec = recover_store(self.store, changelog_consumer_config(self.settings),
-                            self.k.changelog_topic,
-                            timeout_s=self.k.recovery_timeout_ms / 1000)
+    def _recover_changelog(self, task: Task) -> None:
+        """Catch a task's store up with its changelog partition."""
+
+        def progress(reached: int, end: int) -> None:
+            task.restore_end = end
+            task.restore_records = reached - task.restore_start
+            self._publish_task(task)
+
+        rec = recover_store(task.store, changelog_consumer_config(self.settings),
+                            self.k.changelog_topic, partition=task.id,
+                            timeout_s=self.k.recovery_timeout_ms / 1000, progress=progress)
         self.recoveries.append(rec)
+        task.restore_start, task.restore_end = rec.start, rec.end
+        task.restore_records = rec.records
         if rec.mode in ("rebuilt", "caught_up"):
             self.stats["changelog_records_replayed"] += rec.records
-        return rec.seed_snapshot
+        task.seed_snapshot = task.seed_snapshot or rec.seed_snapshot
 
-    def _make_checkpointer(self, seed: bool) -> AtLeastOnceCheckpoint | ExactlyOnceCheckpoint:
-        assert self.store is not None and self.consumer is not None
+    def _make_checkpointer(self) -> AtLeastOnceCheckpoint | ExactlyOnceCheckpoint:
+        assert self.consumer is not None
         consumer = self.consumer
         if self.eos:
             assert self.txn is not None
-            return ExactlyOnceCheckpoint(
-                self.engine, self.store, self.txn, self.deliveries, self.k.changelog_topic,
-                consumer.consumer_group_metadata, seed_snapshot=seed)
+            return ExactlyOnceCheckpoint(self.txn, self.deliveries, self.k.changelog_topic,
+                                         consumer.consumer_group_metadata)
         assert self.producer is not None
-        return AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
-                                     self.deliveries, stop_waiting=self.stop.is_set)
+        return AtLeastOnceCheckpoint(self.producer, consumer, self.deliveries,
+                                     self.k.changelog_topic, stop_waiting=self.stop.is_set)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _open_task(self, tid: int) -> Task:
+        """Restore task `tid`: its store caught up with its changelog partition, then
+        its engine loaded from the store."""
+        t0 = time.monotonic()
+        task = Task(tid, self._open_store(tid))
+        self.tasks[tid] = task
+        self._publish_task(task)
+        self._recover_changelog(task)
+        engine = self.engine.open_task(tid)
+        stats = load_engine(engine, task.store)
+        task.state = RUNNING
+        task.restored_at = time.monotonic()
+        self._publish_task(task)
+        log.info("task %d restored in %.2fs (%d changelog record(s)): %s; watermark %s", tid,
+                 task.restored_at - t0, task.restore_records, stats or "empty",
+                 _wm(engine.watermark()))
+        return task
+
+    def _close_task(self, tid: int) -> None:
+        """Drop a task: its state leaves the engine, its store is closed (it stays on
+        disk: a later assignment of the task starts from it when it is current)."""
+        task = self.tasks.pop(tid, None)
+        if tid in self.engine.tasks():
+            self.engine.close_task(tid)
+        if task is not None:
+            task.store.close()
+        self.task_table.drop(tid)
+
+    def _publish_task(self, task: Task, lag: int | None = None) -> None:
+        parts = [{"topic": t, "partition": p, "position": self.positions.get((t, p))}
+                 for t, p in sorted(task.partitions)]
+        restore = {"start": task.restore_start, "end": task.restore_end,
+                   "records": task.restore_records,
+                   "done": task.state != RESTORING}
+        self.task_table.set(TaskRow(task.id, task.state, parts, lag, restore))
+
+    def _task_lags(self) -> None:
+        """Per task: the lag (records) summed over its partitions, from the high
+        watermarks librdkafka cached with the last fetch."""
+        if self.consumer is None:
+            return
+        for task in self.tasks.values():
+            lag = 0
+            known = False
+            for t, p in task.partitions:
+                try:
+                    _, high = self.consumer.get_watermark_offsets(TopicPartition(t, p),
+                                                                  cached=True)
+                except KafkaException:
+                    continue
+                pos = self.positions.get((t, p))
+                if high >= 0 and pos is not None:
+                    lag += max(0, high - pos)
+                    known = True
+            self._publish_task(task, lag if known else None)
 
     # ------------------------------------------------------------------ rebalancing
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            assert self.store is not None
-            stored = stored_offsets(self.store)
+            for tp in partitions:
+                if tp.partition >= self.n_tasks:
+                    raise KafkaRunnerError(
+                        f"{tp.topic} has a partition {tp.partition} but the service started "
+                        f"with {self.n_tasks} task(s): partitions were added to an input "
+                        "topic. Stop every instance, and add as many partitions to the "
+                        "changelog (or give it a new kafka.changelog_topic).")
+            new = sorted({tp.partition for tp in partitions} - set(self.tasks))
+            for tid in new:
+                self._open_task(tid)
             committed: dict[TP, int] = {}
             if partitions:
                 for c in consumer.committed(partitions, timeout=30):
                     if c.offset >= 0:
                         committed[(c.topic, c.partition)] = c.offset
+            stored_by_task = {tid: stored_offsets(self.tasks[tid].store)
+                              for tid in {tp.partition for tp in partitions}}
             for tp in partitions:
                 key = (tp.topic, tp.partition)
-                so, co = stored.get(key), committed.get(key)
-                if so is not None and co is not None and co > so:
-                    log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
-                                "state store's %d: another process consumed it since; "
-                                "resuming at %d (state of its keys may be stale)",
-                                tp.topic, tp.partition, co, so, co)
-                    tp.offset = co
-                elif so is not None:
+                task = self.tasks[tp.partition]
+                so, co = stored_by_task[tp.partition].get(key), committed.get(key)
+                if so is not None:
                     tp.offset = so
-                    log.info("assigned %s[%d]: resuming at offset %d (state store)",
-                             tp.topic, tp.partition, so)
+                    log.info("assigned %s[%d] (task %d): resuming at offset %d (task store)",
+                             tp.topic, tp.partition, task.id, so)
                 else:
-                    log.info("assigned %s[%d]: no stored offset; starting at %s", tp.topic,
-                             tp.partition, co if co is not None
+                    log.info("assigned %s[%d] (task %d): no stored offset; starting at %s",
+                             tp.topic, tp.partition, task.id, co if co is not None
                              else f"auto.offset.reset={self.k.auto_offset_reset}")
+                    if co is not None:
+                        tp.offset = co
                 self.assigned.add(key)
-            consumer.incremental_assign(partitions)
-            register_partitions(self.engine, self._stream, [(p.topic, p.partition)
-                                                            for p in partitions])
+                task.partitions.add(key)
+            if self.cooperative:
+                consumer.incremental_assign(partitions)
+            else:  # eager (range): the whole assignment is given every time
+                consumer.assign(partitions)
+            by_task: dict[int, list[TP]] = {}
+            for tp in partitions:
+                by_task.setdefault(tp.partition, []).append((tp.topic, tp.partition))
+            for tid, tps in by_task.items():
+                register_partitions(self.engine.task(tid), self._stream, tps)
+                self._publish_task(self.tasks[tid])
             self.ready.set()
         except Exception as exc:
             log.exception("partition assignment failed")
@@ -378,8 +505,8 @@ class KafkaRunner:
             self._forget(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("lost %s (session timed out): going back to the last checkpoint",
-                    _tps(partitions))
+        log.warning("lost %s (session timed out): dropped without a checkpoint; the other "
+                    "tasks go back to their last checkpoint", _tps(partitions))
         self._forget(partitions)
         if self.txn is not None and self.txn.open and not self.txn.abort():
             self.pending_rewind = RewindError("partitions lost", recreate_producer=True)
@@ -391,7 +518,14 @@ class KafkaRunner:
             key = (tp.topic, tp.partition)
             self.assigned.discard(key)
             self.positions.pop(key, None)
+            self.committed.pop(key, None)
             self.first_offsets.pop(key, None)
+            task = self.tasks.get(tp.partition)
+            if task is not None:
+                task.partitions.discard(key)
+        for tid in [t for t, task in self.tasks.items() if not task.partitions]:
+            log.info("task %d closed (its partitions went)", tid)
+            self._close_task(tid)
 
     def _raise_callback_error(self) -> None:
         if self.callback_error is not None:
@@ -419,7 +553,8 @@ class KafkaRunner:
         if sig == self._signature:
             return
         self._signature = sig
-        register_partitions(self.engine, self._stream, self.assigned)
+        for task in self.tasks.values():
+            register_partitions(self.engine.task(task.id), self._stream, task.partitions)
         self._ensure_topics()
         log.info("patterns now loaded: %s", ", ".join(f"{n}@{v}{' (draining)' if d else ''}"
                                                       for n, v, d in sig) or "none")
@@ -434,7 +569,7 @@ class KafkaRunner:
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
             self.driver.step(Batch(b.events, b.positions, b.dead, stream=self._stream(t),
-                                   partition=(t, p), received=b.count, origin=b))
+                                   partition=(t, p), received=b.count, origin=b, task=p))
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
@@ -523,19 +658,30 @@ class KafkaRunner:
         return bool(
             self.consumed_since or self.produced_since or self.engine.has_changes()
             or (self.txn is not None and self.txn.open)
-            or (isinstance(self.checkpointer, ExactlyOnceCheckpoint)
-                and self.checkpointer.seed_snapshot)
+            or any(t.seed_snapshot for t in self.tasks.values())
         )
 
     def _checkpoint(self, reason: str, *, sync: bool = False) -> None:
         self.last_checkpoint = time.monotonic()
         if self.checkpointer is None or not self._has_work():
             return
-        positions = {tp: off for tp, off in self.positions.items() if tp in self.assigned}
+        cuts = []
+        for task in self.tasks.values():
+            if task.state != RUNNING:
+                continue
+            positions = {tp: off for tp, off in self.positions.items()
+                         if tp in task.partitions and self.committed.get(tp) != off}
+            engine = self.engine.task(task.id)
+            if positions or engine.has_changes() or task.seed_snapshot:
+                cuts.append(TaskCut(task.id, engine, task.store, positions,
+                                    task.seed_snapshot))
         if isinstance(self.checkpointer, AtLeastOnceCheckpoint):
-            info = self.checkpointer.commit(positions, sync_commit=sync)
+            info = self.checkpointer.commit(cuts, sync_commit=sync)
         else:
-            info = self.checkpointer.commit(positions)
+            info = self.checkpointer.commit(cuts)
+        for cut in cuts:
+            self.tasks[cut.task].seed_snapshot = cut.seed_snapshot
+            self.committed.update(cut.positions)
         self.consumed_since = 0
         self.produced_since = 0
         self.stats["checkpoints"] += 1
@@ -551,32 +697,33 @@ class KafkaRunner:
         """Back to the last committed checkpoint (see the module docstring)."""
         self.stats["rewinds"] += 1
         log.warning("going back to the last committed checkpoint: %s", exc)
-        assert self.store is not None and self.consumer is not None
+        assert self.consumer is not None
         if self.eos:
             assert self.txn is not None
             if exc.recreate_producer or (self.txn.open and not self.txn.abort()):
                 log.warning("recreating the transactional producer")
                 self._new_txn_producer()
-            self._recover_changelog()
         else:
             # records still queued are delivered (duplicates are allowed in this mode);
             # failed ones are produced again by the replay
             self.deliveries.reset()
-        stats = load_engine(self.engine, self.store)
-        register_partitions(self.engine, self._stream, self.assigned)
-        stored = stored_offsets(self.store)
-        for key in sorted(self.assigned):
-            off = stored.get(key, self.first_offsets.get(key))
-            if off is None:
-                continue
-            self._seek(key, off)
+        for task in self.tasks.values():
+            self._recover_changelog(task)
+            engine = self.engine.task(task.id)
+            load_engine(engine, task.store)
+            register_partitions(engine, self._stream, task.partitions)
+            stored = stored_offsets(task.store)
+            for key in sorted(task.partitions):
+                off = stored.get(key, self.first_offsets.get(key))
+                if off is not None:
+                    self._seek(key, off)
+            log.info("task %d back at its last checkpoint: offsets %s", task.id,
+                     ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(stored.items())) or "-")
         self.positions.clear()
+        self.committed.clear()
         self.consumed_since = 0
         self.produced_since = 0
         self.last_checkpoint = time.monotonic()
-        log.info("back at the last checkpoint: %s; offsets %s", stats or "empty state",
-                 ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(stored.items())
-                           if (t, p) in self.assigned) or "-")
 
     def _seek(self, key: TP, offset: int) -> None:
         assert self.consumer is not None
@@ -597,8 +744,7 @@ class KafkaRunner:
                  "watermark %s, partitions %s", n, dt, n / dt if dt else 0.0,
                  self.stats["alerts_out"], self.stats["checkpoints"], self._ckpt_ms_max,
                  _wm(self.engine.watermark()),
-                 ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(self.positions.items()))
-                 or "-")
+                 ", ".join(f"{t}[{p}]" for (t, p) in sorted(self.assigned)) or "-")
         self._ckpt_ms_max = 0
 
 

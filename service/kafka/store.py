@@ -1,12 +1,14 @@
 """The state store layout in Kafka mode, and loading the engine from it.
 
-One RocksDB per process (`state_dir`), raw bytes, never pickle:
+One RocksDB per partition task (`state_dir/task-<n>`, docs/scale-out.md), raw bytes,
+never pickle:
 
 | key                                 | value                              | in changelog |
 |-------------------------------------|------------------------------------|--------------|
 | `s\\0<pattern>\\0<version>\\0<key>` | a key's runs, held matches, events | yes          |
 | `m\\0engine`                        | watermarks, clock partitions, seqs | yes          |
 | `o\\0<topic>\\0<partition>`         | next input offset to read (ASCII)  | yes          |
+| `c\\0commit`                        | checkpoint marker (ASCII sequence) | yes (last)   |
 | `l\\0changelog`                     | next changelog offset (ASCII)      | no (local)   |
 
 The first three kinds are written together, in one WriteBatch, by every checkpoint
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from cep.runtime.engine import Engine
 from cep.state.codec import META_PREFIX, STATE_PREFIX
@@ -30,6 +33,17 @@ log = logging.getLogger("cep.kafka")
 OFFSET_PREFIX = b"o\x00"
 LOCAL_PREFIX = b"l\x00"
 CHANGELOG_POS_KEY = LOCAL_PREFIX + b"changelog"
+# the last record of every task checkpoint in the changelog: a restore applies the
+# records before a marker only (at-least-once writes the changelog outside a
+# transaction; a crash mid-checkpoint leaves records with no marker after them)
+COMMIT_KEY = b"c\x00commit"
+
+TASK_DIR = "task-{}"
+
+
+def task_dir(state_dir: Path, task: int) -> Path:
+    """The RocksDB directory of partition task `task`."""
+    return state_dir / TASK_DIR.format(task)
 
 TP = tuple[str, int]
 

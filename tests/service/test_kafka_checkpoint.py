@@ -17,11 +17,13 @@ from service.kafka.checkpoint import (
     ExactlyOnceCheckpoint,
     ProducerFencedError,
     RewindError,
+    TaskCut,
     Transactions,
 )
 from service.kafka.io import Deliveries
 from service.kafka.store import (
     CHANGELOG_POS_KEY,
+    COMMIT_KEY,
     changelog_position,
     load_engine,
     offset_key,
@@ -74,7 +76,8 @@ class FakeProducer:
         self.produced.append((topic, key, value))
         cb = kw.get("on_delivery")
         if cb is not None:
-            cb(None, Message(topic=topic, partition=0, offset=self.next_offset, value=value))
+            cb(None, Message(topic=topic, partition=kw.get("partition", 0),
+                             offset=self.next_offset, value=value))
             self.next_offset += 1
 
     def poll(self, timeout: float = 0) -> int:
@@ -123,6 +126,11 @@ class LoggingStore(MemoryStore):
         super().write_batch(puts)
 
 
+def cut(engine: Engine, store: Any, positions: dict[tuple[str, int], int], *,
+        task: int = 0, seed: bool = False) -> list[TaskCut]:
+    return [TaskCut(task, engine, store, positions, seed)]
+
+
 def test_offset_keys_round_trip() -> None:
     k = offset_key("a\x00b.c", 12)
     assert parse_offset_key(k) == ("a\x00b.c", 12)
@@ -131,13 +139,20 @@ def test_offset_keys_round_trip() -> None:
 def test_at_least_once_order_flush_then_one_write_then_commit() -> None:
     log = Log()
     engine, store = new_engine(), LoggingStore(log)
-    ck = AtLeastOnceCheckpoint(engine, store, FakeProducer(log, pending=3), FakeConsumer(log),
-                               Deliveries(), flush_log_s=0)
+    producer = FakeProducer(log, pending=3)
+    ck = AtLeastOnceCheckpoint(producer, FakeConsumer(log), Deliveries("cl"), "cl",
+                               flush_log_s=0)
     engine.process([ev(0, 1), ev(1, 1), ev(2, 1)], partition=("tx", 0),
                    positions=[("tx", 0, i) for i in range(3)])
-    ck.commit({("tx", 0): 3, ("tx", 1): 7})
-    assert log.calls == ["flush", "flush", "write_batch", "commit:tx[0]@3,tx[1]@7"]
+    ck.commit(cut(engine, store, {("tx", 0): 3, ("tx", 1): 7}))
+    # output acknowledged, then the changelog records (marker last) acknowledged, then
+    # the local write, then the group commit
+    n = sum(1 for c in log.calls if c == "produce:cl")
+    assert log.calls == ["flush", "flush"] + ["produce:cl"] * n + [
+        "flush", "write_batch", "commit:tx[0]@3,tx[1]@7"]
+    assert producer.produced[-1][1] == COMMIT_KEY
     (batch,) = store.batches
+    assert changelog_position(store) == 100 + n
     # state deltas, the engine meta entry and the offsets: one batch
     assert any(k.startswith(b"s\x00card_testing") for k in batch)
     assert b"m\x00engine" in batch
@@ -150,10 +165,10 @@ def test_at_least_once_failed_delivery_writes_nothing() -> None:
     deliveries = Deliveries()
     deliveries(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"),
                Message(topic="alerts", partition=0, offset=-1))
-    ck = AtLeastOnceCheckpoint(engine, store, FakeProducer(log), FakeConsumer(log), deliveries)
+    ck = AtLeastOnceCheckpoint(FakeProducer(log), FakeConsumer(log), deliveries, "cl")
     engine.process([ev(0, 1)], partition=("tx", 0), positions=[("tx", 0, 0)])
     with pytest.raises(RewindError, match="produce failed"):
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert log.calls == ["flush"] and store.batches == []
     assert engine.has_changes()  # the deltas were not taken
 
@@ -161,10 +176,10 @@ def test_at_least_once_failed_delivery_writes_nothing() -> None:
 def test_restart_from_a_checkpoint_completes_the_incident() -> None:
     log = Log()
     e1, store = new_engine(), LoggingStore(log)
-    ck = AtLeastOnceCheckpoint(e1, store, FakeProducer(log), None, Deliveries())
+    ck = AtLeastOnceCheckpoint(FakeProducer(log), None, Deliveries(), None)
     first = [ev(0, 1), ev(1, 1), ev(2, 1)]
     e1.process(first, partition=("tx", 0), positions=[("tx", 0, i) for i in range(3)])
-    ck.commit({("tx", 0): 3})
+    ck.commit(cut(e1, store, {("tx", 0): 3}))
     # what the first engine does after the checkpoint is lost (a crash)
     e1.process([ev(3, 500)], partition=("tx", 0), positions=[("tx", 0, 3)])
 
@@ -189,12 +204,11 @@ def test_load_engine_resets_state_that_was_not_checkpointed() -> None:
     assert e.watermark() == float("-inf")
 
 
-def exactly_once(log: Log, seed: bool = False) -> tuple[Engine, LoggingStore, FakeProducer,
-                                                        ExactlyOnceCheckpoint]:
+def exactly_once(log: Log) -> tuple[Engine, LoggingStore, FakeProducer,
+                                     ExactlyOnceCheckpoint]:
     engine, store, producer = new_engine(), LoggingStore(log), FakeProducer(log)
     txn = Transactions(producer, timeout_s=0.05, retry_backoff_s=0)
-    ck = ExactlyOnceCheckpoint(engine, store, txn, Deliveries("changelog"), "changelog",
-                               lambda: "group-md", seed_snapshot=seed)
+    ck = ExactlyOnceCheckpoint(txn, Deliveries("changelog"), "changelog", lambda: "group-md")
     return engine, store, producer, ck
 
 
@@ -204,29 +218,33 @@ def test_exactly_once_order_changelog_offsets_commit_then_local_write() -> None:
     engine.process([ev(0, 1), ev(1, 1)], partition=("tx", 0),
                    positions=[("tx", 0, 0), ("tx", 0, 1)])
     ck.txn.produce("alerts", b"{}", b'"c1"')  # output of the interval, already in the txn
-    ck.commit({("tx", 0): 2})
+    ck.commit(cut(engine, store, {("tx", 0): 2}, task=3))
     calls = log.calls
     assert calls[0] == "begin" and calls[1] == "produce:alerts"
     assert set(calls[2:-3]) == {"produce:changelog"}
     assert calls[-3:] == ["send_offsets:tx[0]@2", "commit_txn", "write_batch"]
     changelog = {k: v for t, k, v in producer.produced if t == "changelog"}
+    assert producer.produced[-1][1] == COMMIT_KEY  # the marker closes the task's cut
     (batch,) = store.batches
     assert changelog[offset_key("tx", 0)] == b"2"
-    # RocksDB gets exactly what went to the changelog, plus where the changelog is at
-    assert {k: v for k, v in batch.items() if k != CHANGELOG_POS_KEY} == changelog
+    # RocksDB gets exactly what went to the changelog (but the marker), plus where the
+    # changelog partition of the task (3) is at
+    assert {k: v for k, v in batch.items() if k != CHANGELOG_POS_KEY} == {
+        k: v for k, v in changelog.items() if k != COMMIT_KEY}
     assert changelog_position(store) == 100 + len(changelog)
     assert CHANGELOG_POS_KEY not in changelog
 
 
 def test_exactly_once_seed_writes_the_whole_store_once() -> None:
     log = Log()
-    _engine, store, producer, ck = exactly_once(log, seed=True)
+    engine, store, producer, ck = exactly_once(log)
     store.write_batch({b"s\x00old\x001\x00\"k\"": b"{}", offset_key("tx", 0): b"5"})
-    ck.commit({})
+    cuts = cut(engine, store, {}, seed=True)
+    ck.commit(cuts)
     first = [k for t, k, _ in producer.produced if t == "changelog"]
     assert b"s\x00old\x001\x00\"k\"" in first and offset_key("tx", 0) in first
     producer.produced.clear()
-    ck.commit({})
+    ck.commit(cuts)
     assert b"s\x00old\x001\x00\"k\"" not in [k for _, k, _ in producer.produced]
 
 
@@ -237,18 +255,18 @@ def err(code: int, *, retriable: bool = False, abort: bool = False, fatal: bool 
 
 def test_retriable_commit_is_called_again() -> None:
     log = Log()
-    _engine, _store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["commit"] = [err(KafkaError._TIMED_OUT, retriable=True)]
-    ck.commit({("tx", 0): 1})
+    ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert log.calls[-2:] == ["commit_txn", "write_batch"]
 
 
 def test_commit_that_keeps_timing_out_is_an_unknown_outcome() -> None:
     log = Log()
-    _engine, store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["commit"] = [err(KafkaError._TIMED_OUT, retriable=True)] * 1000
     with pytest.raises(RewindError, match="unknown") as info:
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert info.value.recreate_producer
     assert store.batches == []  # RocksDB never leads the changelog
     assert not ck.txn.open
@@ -256,39 +274,39 @@ def test_commit_that_keeps_timing_out_is_an_unknown_outcome() -> None:
 
 def test_abortable_error_aborts_and_rewinds() -> None:
     log = Log()
-    _engine, store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["send_offsets"] = [err(KafkaError._STATE, abort=True)]
     with pytest.raises(RewindError, match="aborted") as info:
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert not info.value.recreate_producer
     assert log.calls[-1] == "abort" and store.batches == []
 
 
 def test_failed_abort_means_a_new_producer() -> None:
     log = Log()
-    _engine, _store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["commit"] = [err(KafkaError._STATE, abort=True)]
     producer.fail["abort"] = [err(KafkaError._TRANSPORT, fatal=True)]
     with pytest.raises(RewindError) as info:
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert info.value.recreate_producer
 
 
 def test_fatal_error_means_a_new_producer() -> None:
     log = Log()
-    _engine, _store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["commit"] = [err(KafkaError._INCONSISTENT, fatal=True)]
     with pytest.raises(RewindError, match="fatal") as info:
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
     assert info.value.recreate_producer
 
 
 def test_fenced_producer_stops_the_service() -> None:
     log = Log()
-    _engine, _store, producer, ck = exactly_once(log)
+    engine, store, producer, ck = exactly_once(log)
     producer.fail["send_offsets"] = [err(KafkaError._FENCED, fatal=True)]
     with pytest.raises(ProducerFencedError, match=r"transactional\.id"):
-        ck.commit({("tx", 0): 1})
+        ck.commit(cut(engine, store, {("tx", 0): 1}))
 
 
 def test_deliveries_track_the_changelog_end() -> None:
@@ -296,5 +314,6 @@ def test_deliveries_track_the_changelog_end() -> None:
     d(None, Message(topic="alerts", partition=0, offset=50))
     d(None, Message(topic="cl", partition=0, offset=7))
     d(None, Message(topic="cl", partition=0, offset=9))
-    assert d.changelog_next == 10 and d.delivered == 3 and d.failures == []
+    d(None, Message(topic="cl", partition=2, offset=4))
+    assert d.changelog_next == {0: 10, 2: 5} and d.delivered == 4 and d.failures == []
     assert orjson.loads(orjson.dumps(d.failures)) == []
