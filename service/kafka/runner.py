@@ -453,6 +453,8 @@ class KafkaRunner:
             new = sorted({tp.partition for tp in partitions} - set(self.tasks))
             for tid in new:
                 self._open_task(tid)
+            if new:
+                log.info("state restored: task(s) %s", ", ".join(map(str, new)))
             committed: dict[TP, int] = {}
             if partitions:
                 for c in consumer.committed(partitions, timeout=30):
