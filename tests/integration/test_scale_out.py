@@ -1,0 +1,235 @@
+"""Scale-out on a consumer group (docs/scale-out.md): 6 input partitions = 6 tasks, up to
+3 `cep serve` processes with one group id on this machine, while events keep arriving:
+
+    1 process -> 3 processes -> kill -9 of one -> one restarted with a wiped state_dir
+    -> back to 1 process
+
+Exactly-once: the alerts read_committed are exactly a backtest's (same alert ids, none
+twice, none missing). At-least-once: none missing, none that the backtest lacks (every
+duplicate carries an alert_id seen before)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka_runner_helpers import (
+    MINUTE,
+    REPO,
+    alert_ids,
+    read_topic,
+    settings_of,
+    wait_for,
+    write_config,
+)
+from test_kafka_exactly_once import workload
+
+from service.kafka.engine_factory import engine_from_settings
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def partition_of(ev: dict[str, Any]) -> int:
+    key = ev.get("card_id") or ev.get("order_id") or ""
+    return sum(key.encode()) % PARTITIONS
+
+
+class Instance:
+    """One `cep serve` process: its own config (same group, topics and patterns; its
+    own state_dir, transactional id, group.instance.id and port)."""
+
+    def __init__(self, name: str, tmp: Path, bootstrap: str, topic: str, eos: bool) -> None:
+        self.name = name
+        self.dir = tmp / name
+        self.port = free_port()
+        tag = topic.rsplit("-", 1)[-1]
+        cfg = write_config(
+            self.dir, bootstrap, topic, exactly_once=eos, checkpoint="200ms",
+            extra_kafka='transaction_timeout_ms = "10s"',
+            consumer={"group.instance.id": f"{name}-{tag}", "session.timeout.ms": "6000"},
+        )
+        text = cfg.read_text().replace(f'transactional_id = "txn-{tag}"',
+                                       f'transactional_id = "txn-{tag}-{name}"')
+        cfg.write_text(text + f"\n[api]\nport = {self.port}\n")
+        self.cfg = cfg
+        self.log = self.dir / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / "state"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "CEP_DATA_DIR": str(self.dir / "var"),
+               "CEP_ALERTS_FILE": str(self.dir / "alerts.jsonl")}
+        env.pop("CEP_KAFKA_BOOTSTRAP", None)
+        with open(self.log, "ab") as f:
+            f.write(b"\n---- start ----\n")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve", "--config", str(self.cfg)],
+                cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """GET /tasks (empty while the API is not up)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/tasks", timeout=2) as r:
+                body: dict[str, Any] = json.loads(r.read())
+        except OSError:
+            return []
+        return list(body["tasks"])
+
+    def running(self) -> set[int]:
+        return {t["task"] for t in self.tasks() if t["state"] == "running"}
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def covered(instances: list[Instance]) -> bool:
+    """Every task runs on exactly one of these instances."""
+    seen: list[int] = []
+    for i in instances:
+        seen += sorted(i.running())
+    return sorted(seen) == list(range(PARTITIONS))
+
+
+def end_offsets(bootstrap: str, topic: str) -> list[int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
+    try:
+        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in range(PARTITIONS)]
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> list[int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        return [tp.offset for tp in c.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("eos", [True, False], ids=["exactly-once", "at-least-once"])
+def test_scale_1_3_kill_wipe_1_gives_the_backtest_alerts(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, eos: bool
+) -> None:
+    topic = topic_factory(partitions=PARTITIONS)
+    a, b, c = (Instance(n, tmp_path, kafka_bootstrap, topic, eos) for n in "abc")
+    s = settings_of(a.cfg)
+    events = workload(12_000)
+    events += [{"id": f"end-{p}", "ts": events[-1]["ts"] + 60 * MINUTE, "type": "end",
+                "card_id": next(f"end{i}" for i in range(200)
+                                if sum(f"end{i}".encode()) % PARTITIONS == p)}
+               for p in range(PARTITIONS)]
+    fed = threading.Event()
+
+    def feed(part: list[dict[str, Any]], pause: float) -> None:
+        p = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5,
+                      "enable.idempotence": True})
+        for i, ev in enumerate(part):
+            p.produce(topic, orjson.dumps(ev), key=None, partition=partition_of(ev))
+            if i % 300 == 299:
+                p.poll(0)
+                time.sleep(pause)
+        assert p.flush(60) == 0
+
+    everyone = [a, b, c]
+    try:
+        a.start()
+        wait_for(lambda: covered([a]), 60, what="one instance running the 6 tasks")
+        # events flow for the rest of the test (~20 s), the end markers once it is over
+        feeder = threading.Thread(target=lambda: (feed(events[:-PARTITIONS], 0.15),
+                                                  fed.set()), daemon=True)
+        feeder.start()
+        time.sleep(1.5)
+        # 1 -> 3
+        b.start()
+        c.start()
+        wait_for(lambda: covered([a, b, c]) and all(i.running() for i in (a, b, c)), 90,
+                 what="three instances sharing the 6 tasks")
+        # kill -9 of one: the survivors take its tasks (static membership: after the
+        # session timeout; exactly-once: after its open transaction times out)
+        time.sleep(1.0)
+        moved = b.running()
+        b.kill()
+        t_kill = time.monotonic()
+        wait_for(lambda: covered([a, c]), 90, what="the survivors taking b's tasks")
+        takeover = time.monotonic() - t_kill
+        assert moved and moved <= a.running() | c.running()
+        # a wiped state_dir: c stops, loses its local state, comes back (restores its
+        # tasks from the changelog) next to a restarted b
+        assert c.terminate() == 0, c.log_text()[-3000:]
+        shutil.rmtree(c.state_dir)
+        c.start()
+        b.start()
+        wait_for(lambda: covered([a, b, c]) and c.running(), 90,
+                 what="c back with a wiped state_dir")
+        assert "rebuilding it from changelog" in c.log_text().rsplit("---- start ----", 1)[-1]
+        # 3 -> 1 while the events still flow
+        assert b.terminate() == 0, b.log_text()[-3000:]
+        assert c.terminate() == 0, c.log_text()[-3000:]
+        wait_for(lambda: covered([a]), 90, what="a running the 6 tasks again")
+        assert fed.wait(120)
+        feed(events[-PARTITIONS:], 0)
+        ends = end_offsets(kafka_bootstrap, topic)
+        assert sum(ends) == len(events)
+        wait_for(lambda: committed(kafka_bootstrap, s.kafka.group_id, topic) == ends, 120,
+                 interval=0.5, what="the group to commit the end of the input")
+        assert a.terminate() == 0, a.log_text()[-3000:]
+    finally:
+        for i in everyone:
+            if i.alive():
+                i.kill()
+
+    records = read_topic(kafka_bootstrap, s.kafka.alert_topic) + read_topic(
+        kafka_bootstrap, f"alerts2-{topic.rsplit('-', 1)[-1]}")
+    got = alert_ids(records)
+    expected = {a.record["alert_id"]
+                for a in engine_from_settings(s).process(events, stream="transactions").alerts}
+    assert len(expected) > 100
+    missing, extra = expected - set(got), set(got) - expected
+    logs = "\n".join(f"==== {i.name}\n{i.log_text()[-2500:]}" for i in everyone)
+    assert not missing, f"{len(missing)} of {len(expected)} alerts missing\n{logs}"
+    assert not extra, f"{len(extra)} alerts the backtest does not have\n{logs}"
+    if eos:
+        assert len(got) == len(set(got)), "duplicates in exactly-once mode"
+    print(f"\n[{'eos' if eos else 'alo'}] takeover after kill -9: {takeover:.1f}s; "
+          f"{len(got) - len(set(got))} duplicates of {len(expected)} alerts")
