@@ -53,6 +53,13 @@ class ServiceMetrics:
                                          registry=r)
         self.consumer_lag = Gauge("cep_consumer_lag", "Kafka consumer lag (records), per "
                                   "topic partition", ["topic", "partition"], registry=r)
+        self.tasks = Gauge("cep_tasks", "Partition tasks of this process, per state "
+                           "(restoring, running)", ["state"], registry=r)
+        self.task_lag = Gauge("cep_task_lag", "Records behind the input's end, per partition "
+                              "task", ["task"], registry=r)
+        self.task_restore_records = Gauge(
+            "cep_task_restore_records", "Changelog records read by the running or last "
+            "restore of a task", ["task"], registry=r)
         self.swaps = Counter("cep_swaps", "Pattern and model changes through the API",
                              ["kind"], registry=r)
         self.sse_subscribers = Gauge("cep_sse_subscribers", "Open alert streams",
@@ -79,6 +86,19 @@ class ServiceMetrics:
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def set_tasks(self, rows: list[tuple[int, str, int | None, int]]) -> None:
+        """Per task: (task, state, lag or None, restore records read)."""
+        counts = {"restoring": 0, "running": 0}
+        self.task_lag.clear()
+        self.task_restore_records.clear()
+        for task, state, lag, restored in rows:
+            counts[state] = counts.get(state, 0) + 1
+            if lag is not None:
+                self.task_lag.labels(str(task)).set(lag)
+            self.task_restore_records.labels(str(task)).set(restored)
+        for state, n in counts.items():
+            self.tasks.labels(state).set(n)
 
     def observe_scoring(self, model: str, seconds: float) -> None:
         self.scoring_seconds.labels(model).observe(seconds)

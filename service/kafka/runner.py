@@ -149,6 +149,7 @@ class KafkaRunner:
         self.last_checkpoint = time.monotonic()
         self.last_tick = 0.0
         self.last_report = time.monotonic()
+        self.last_tasks = 0.0
         self.pending_rewind: RewindError | None = None
         self.recoveries: list[Recovery] = []  # changelog catch-ups (exactly-once)
         self.callback_error: BaseException | None = None
@@ -182,6 +183,12 @@ class KafkaRunner:
         try:
             self.admin = AdminClient(self._common_conf())
             self._check_partitions()
+            if (self.settings.state_dir / "CURRENT").exists():
+                log.warning("%s holds a state store of the one-store layout (before partition "
+                            "tasks); it is not read: each task has its store in %s and is "
+                            "restored from the changelog %s. Move it away once the tasks run.",
+                            self.settings.state_dir, task_dir(self.settings.state_dir, 0).name
+                            .replace("0", "<n>"), self.k.changelog_topic)
             self._ensure_topics(first=True)
             if self.eos:
                 self._new_txn_producer()
@@ -220,6 +227,9 @@ class KafkaRunner:
             if (self.consumed_since >= self.k.checkpoint_records
                     or (now - self.last_checkpoint) * 1000 >= self.settings.checkpoint_interval_ms):
                 self._checkpoint("interval")
+            if now - self.last_tasks >= 1:
+                self.last_tasks = now
+                self._task_lags()
             if now - self.last_report >= 30:
                 self._report(now)
         except RewindError as exc:
@@ -418,6 +428,10 @@ class KafkaRunner:
                    "records": task.restore_records,
                    "done": task.state != RESTORING}
         self.task_table.set(TaskRow(task.id, task.state, parts, lag, restore))
+        metrics = service_metrics.active()
+        if metrics is not None:
+            metrics.set_tasks([(r.task, r.state, r.lag, int(r.restore.get("records", 0)))
+                               for r in self.task_table.rows()])
 
     def _task_lags(self) -> None:
         """Per task: the lag (records) summed over its partitions, from the high

@@ -233,3 +233,39 @@ def test_scale_1_3_kill_wipe_1_gives_the_backtest_alerts(
         assert len(got) == len(set(got)), "duplicates in exactly-once mode"
     print(f"\n[{'eos' if eos else 'alo'}] takeover after kill -9: {takeover:.1f}s; "
           f"{len(got) - len(set(got))} duplicates of {len(expected)} alerts")
+
+
+def test_input_topics_that_are_not_co_partitioned_are_refused(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    from kafka_runner_helpers import RunnerThread
+
+    from service.kafka.checkpoint import KafkaRunnerError
+
+    t6, t2 = topic_factory(partitions=6), topic_factory(partitions=2)
+    cfg = write_config(tmp_path, kafka_bootstrap, t6)
+    cfg.write_text(cfg.read_text() + f'\n[streams.other]\ntopic = "{t2}"\n')
+    runner = RunnerThread(cfg)
+    runner.thread.start()
+    runner.thread.join(60)
+    assert isinstance(runner.error, KafkaRunnerError)
+    assert "not co-partitioned" in str(runner.error) and f"{t2}: 2" in str(runner.error)
+
+
+def test_a_changelog_with_another_partition_count_is_refused(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    from kafka_runner_helpers import RunnerThread
+
+    from service.kafka.checkpoint import KafkaRunnerError
+
+    topic, changelog = topic_factory(partitions=3), topic_factory(partitions=1)
+    cfg = write_config(tmp_path, kafka_bootstrap, topic)
+    tag = topic.rsplit("-", 1)[-1]
+    cfg.write_text(cfg.read_text().replace(f'changelog_topic = "changelog-{tag}"',
+                                           f'changelog_topic = "{changelog}"'))
+    runner = RunnerThread(cfg)
+    runner.thread.start()
+    runner.thread.join(60)
+    assert isinstance(runner.error, KafkaRunnerError)
+    assert "has 1 partition(s) but the input has 3" in str(runner.error)

@@ -134,7 +134,10 @@ def test_oversize_body_is_413(make_client: Callable[..., TestClient]) -> None:
 
 def test_health_ready_metrics_openapi(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"ready": True, "mode": "embedded", "detail": None}
+    assert client.get("/ready").json() == {"ready": True, "mode": "embedded", "detail": None,
+                                           "restoring": []}
+    assert client.get("/tasks").json() == {"mode": "embedded", "tasks_total": None,
+                                           "tasks": []}
     client.put("/patterns/card_testing", content=CARD_TESTING)
     client.post("/events", json=[*card_events("c1", T0), {"card_id": "zz", "ts": T0 + 60_000},
                                  {"ts": "bad"}])

@@ -25,6 +25,7 @@ from service import metrics as service_metrics
 from service.api.app import create_app
 from service.config import KafkaConfig, Settings
 from service.control import Control
+from service.kafka.tasks import TaskRow, TaskTable
 from service.main import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,14 @@ def fake_runner(gate: threading.Event) -> Any:
     then runs control functions and turns every pending swap into a batch boundary."""
 
     def run_kafka(settings: Settings, engine: Engine, control: Control,
-                  on_alerts: Any, stop: threading.Event, ready: threading.Event) -> None:
+                  on_alerts: Any, stop: threading.Event, ready: threading.Event,
+                  tasks: TaskTable) -> None:
+        tasks.tasks_total = 6
+        tasks.set(TaskRow(4, "restoring", [{"topic": "transactions", "partition": 4}],
+                          None, {"start": 0, "end": 100, "records": 40, "done": False}))
         gate.wait(30)
+        tasks.set(TaskRow(4, "running", [{"topic": "transactions", "partition": 4}],
+                          0, {"start": 0, "end": 100, "records": 100, "done": True}))
         ready.set()
         while not stop.is_set():
             control.run_pending(engine)
@@ -59,7 +66,10 @@ def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
     with TestClient(create_app(settings)) as c:
         r = c.get("/ready")
         assert r.status_code == 503 and r.json()["mode"] == "kafka"
-        assert "restoring state" in r.json()["detail"]
+        assert r.json()["restoring"] == [4]
+        assert "restoring task(s) 4 from the changelog" in r.json()["detail"]
+        t = c.get("/tasks").json()
+        assert t["tasks_total"] == 6 and t["tasks"][0]["restore"]["records"] == 40
         assert c.put("/patterns/card_testing", content=CARD_TESTING).status_code == 503
         gate.set()
         deadline = time.monotonic() + 20
@@ -67,6 +77,8 @@ def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert c.put("/patterns/card_testing", content=CARD_TESTING).status_code == 201
+        assert [(t["task"], t["state"]) for t in c.get("/tasks").json()["tasks"]] == [
+            (4, "running")]
         deadline = time.monotonic() + 20
         while not c.get("/alerts").json()["alerts"]:  # the runner's alerts reach the hub
             assert time.monotonic() < deadline
