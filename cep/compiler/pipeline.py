@@ -236,7 +236,7 @@ def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
     if has_lets:
         missing = ["unk.append(d)", "continue"]
     else:
-        ecm = b.compiler()
+        ecm = b.compiler(inline_fields=True)  # short-circuits: often one field read
         would_start = ecm.truth(start_expr)
         test = [*ecm.prologue(), f"if {would_start}:"]
         # set only the names the test reads: this runs for every event without a key
