@@ -238,12 +238,12 @@ def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
     else:
         ecm = b.compiler(inline_fields=True)  # short-circuits: often one field read
         would_start = ecm.truth(start_expr)
-        test = [*ecm.prologue(), f"if {would_start}:"]
+        check = [*ecm.prologue(), f"if {would_start}:"]
         # set only the names the test reads: this runs for every event without a key
         used = [f"{name} = {value}" for name, value in
                 (("ts", "tss[i]"), ("key", "None"), ("lets", "None"))
-                if any(re.search(rf"\b{name}\b", ln) for ln in test)]
-        missing = [*used, *test, "    unk.append(d)", "continue"]
+                if any(re.search(rf"\b{name}\b", ln) for ln in check)]
+        missing = [*used, *check, "    unk.append(d)", "continue"]
     pre = ["i = -1", "for d in ds:", "    i += 1"]
     pre += ["    " + ln for ln in _key_expr(b.pattern.key, missing)]
     if has_lets:
