@@ -17,7 +17,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service import api_alerts, api_events, api_models, api_ops, api_patterns
+from service import (
+    api_alerts,
+    api_backtest,
+    api_console,
+    api_events,
+    api_models,
+    api_ops,
+    api_patterns,
+)
 from service.api_models import ModelConflictError, conflict_problem
 from service.config import Settings
 from service.limits import BodyLimitMiddleware
@@ -65,7 +73,8 @@ def create_app(
                   lifespan=lifespan)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (api_patterns, api_models, api_events, api_alerts, api_ops):
+    for module in (api_patterns, api_models, api_events, api_alerts, api_ops, api_backtest,
+                   api_console):
         app.include_router(module.router)
     _error_handlers(app)
     return app

@@ -180,6 +180,8 @@ class EmbeddedLoop:
         self.dead_letters.write(dead)
         if self.metrics is not None:
             self.metrics.observe_batch(batch.source, batch.received, dt)
+            self.metrics.recent.add_events(batch.source, batch.events)
+            self.metrics.recent.add_dead(batch.source, dead)
             if batch.dead_letters:
                 self.metrics.decode_error(batch.source, n=len(batch.dead_letters))
         return Outcome(batch.received, batch.received - len(dead), len(alerts), dead)

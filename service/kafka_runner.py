@@ -466,6 +466,8 @@ class KafkaRunner:
             self.consumed_since += b.count
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
+                metrics.recent.add_events(stream, b.events)
+                metrics.recent.add_dead(stream, dead)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)
         assert self.producer is not None
