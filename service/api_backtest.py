@@ -106,7 +106,7 @@ def backtest_sync(svc: ServiceState, body: bytes) -> BacktestResponse:
         dead_letter_reasons=dict(reasons),
         scores=dry_run.scores(events, edited.alerts, req.label_field, names),
         incidents=[Incident.model_validate(i) for i in dry_run.incidents(
-            events, req.label_field, req.time_field, edited.alerts)],
+            events, req.label_field, req.time_field, edited.alerts, names)],
         comparisons=comparisons,
         first_ms=min(times) if times else None, last_ms=max(times) if times else None,
         elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),

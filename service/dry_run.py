@@ -7,8 +7,8 @@ sample is bounded (`MAX_EVENTS`) so a dry run cannot hold the worker for long.
 
 Comparing two versions: alert ids hash the version, so the same detection has a
 different `alert_id` under another version. Two alerts are *the same detection* when
-pattern, kind, key and the events they matched are equal (events by `id` when they
-have one, else by their JSON), which is what "alerts gained / lost" counts.
+pattern, kind, key and the start of the match (`window.start`) are equal, which is
+what "alerts gained / lost" counts.
 """
 
 from __future__ import annotations
@@ -63,14 +63,13 @@ def run_patterns(patterns: Sequence[Pattern], events: Sequence[Any], settings: S
 
 
 def signature(alert: Mapping[str, Any]) -> bytes:
-    """What makes two alerts the same detection across versions."""
-    stages = alert.get("events") or {}
-    matched = {
-        stage: [e.get("id", e) if isinstance(e, dict) else e for e in evs]
-        for stage, evs in sorted(stages.items())
-    }
-    return orjson.dumps([alert.get("pattern"), alert.get("kind"), alert.get("key"), matched],
-                        option=orjson.OPT_SORT_KEYS)
+    """What makes two alerts the same detection across versions: pattern, kind, key
+    and when the match started (`window.start`, the time of its first event). A
+    version that needs fewer or more events to fire still finds the same detection
+    when it starts at the same event."""
+    window = alert.get("window") or {}
+    start = window.get("start") if isinstance(window, dict) else None
+    return orjson.dumps([alert.get("pattern"), alert.get("kind"), alert.get("key"), start])
 
 
 def diff(new: Sequence[Record], old: Sequence[Record]) -> tuple[list[Record], list[Record]]:
@@ -95,16 +94,16 @@ def _key_text(key: Any) -> str:
 
 
 def incidents(events: Sequence[Any], label_field: str, time_field: str,
-              alerts: Sequence[Record]) -> list[Record]:
-    """Labelled incidents ("<pattern>:<n>"): first and last time, and whether an alert
-    of that pattern contains one of their events."""
+              alerts: Sequence[Record], patterns: Sequence[str]) -> list[Record]:
+    """Labelled incidents ("<pattern>:<n>") of the given patterns: first and last time,
+    and whether an alert of that pattern contains one of their events."""
     spans: dict[str, list[int]] = {}
     label_of: dict[Any, str] = {}
     for e in events:
         if not isinstance(e, dict):
             continue
         label = e.get(label_field)
-        if not isinstance(label, str):
+        if not isinstance(label, str) or label.partition(":")[0] not in patterns:
             continue
         t = to_ms(e.get(time_field))
         if t is None:

@@ -7,7 +7,8 @@ export function sparkline(values: number[], width = 260, height = 60,
   const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`,
                             class: "spark", role: "img" });
   if (label) root.appendChild(svg("title", {}, label));
-  const max = Math.max(1e-9, ...values);
+  const top = values.length ? Math.max(...values) : 0;
+  const max = Math.max(1e-9, top);
   const pts = values.map((v, i) => {
     const x = values.length > 1 ? (i / (values.length - 1)) * (width - 4) + 2 : width / 2;
     const y = height - 4 - (Math.max(0, v) / max) * (height - 16);
@@ -16,12 +17,13 @@ export function sparkline(values: number[], width = 260, height = 60,
   root.appendChild(svg("line", { x1: 0, y1: height - 3, x2: width, y2: height - 3,
                                  class: "axis" }));
   if (pts.length) root.appendChild(svg("polyline", { points: pts.join(" "), class: "line" }));
-  root.appendChild(svg("text", { x: 2, y: 10, class: "max" }, `max ${fmt(max)}`));
+  root.appendChild(svg("text", { x: 2, y: 10, class: "max" }, `max ${fmt(top)}`));
   return root;
 }
 
 export function fmt(v: number): string {
   if (!isFinite(v)) return "–";
+  if (v === 0) return "0";
   if (Math.abs(v) >= 100) return v.toFixed(0);
   if (Math.abs(v) >= 1) return v.toFixed(2);
   return v.toPrecision(2);
