@@ -236,6 +236,8 @@ def test_write_check_backtest_deploy_and_watch_the_alert_arrive(
     assert detail["version"] == 2 and "declined{3,}" in detail["source"]
     wait_for(lambda: "runs alone" in one(browser, "#drain-status").text
              or "draining" in one(browser, "#drain-status").text)
+    wait_for(lambda: [e.text for e in css(browser, "#history tbody tr td:first-child")]
+             == ["v2", "v1"], what="the history to show v2")
 
     # 5. live alerts: post events, the alert arrives over SSE and opens to its events
     one(browser, "#tab-alerts").click()
@@ -283,6 +285,30 @@ def test_user_text_is_never_rendered_as_html(browser: Any, server: Server) -> No
     wait_for(lambda: "<b>not json</b>" in one(browser, "#dead-letters").text)
     assert css(browser, "#dead-letters b") == []
     assert "malformed" in one(browser, "#dead-letters table.reasons").text
+    shot(browser, "alerts-dead-letters")
+
+
+def test_roll_back_from_the_version_history(browser: Any, server: Server) -> None:
+    name = "card_testing"
+    source = httpx.get(f"{server.url}/patterns/{name}").json()["source"]
+    r = httpx.put(f"{server.url}/patterns/{name}", headers=AUTH,
+                  content=source.replace("severity high", "severity critical"))
+    assert r.status_code == 200, r.text
+    v = r.json()["version"]
+    open_console(browser, server, token=AUTH["Authorization"].removeprefix("Bearer "))
+    click(browser, f'#pattern-list a[data-name="{name}"]')
+    wait_for(lambda: "severity critical" in editor_text(browser))
+    button = f'#history button.rollback[data-version="{v - 1}"]'
+    assert one(browser, button).is_enabled()
+    shot(browser, "patterns-history")
+    click(browser, button)
+    wait_for(lambda: one(browser, "#status").text.startswith(
+        f"rolled {name} back to the text of v{v - 1} (now v{v + 1})"))
+    detail = httpx.get(f"{server.url}/patterns/{name}").json()
+    assert detail["version"] == v + 1 and detail["source"] == source
+    wait_for(lambda: "severity high" in editor_text(browser))
+    wait_for(lambda: one(browser, f'#pattern-list a[data-name="{name}"]').find_element(
+        "xpath", "./ancestor::tr").text.startswith(f"{name} v{v + 1}"), what="the list")
 
 
 def test_health_and_models_screens(browser: Any, server: Server) -> None:

@@ -1,5 +1,5 @@
 // DOM helpers. User text only ever goes through textContent or attribute values set
-// with setAttribute/properties: the console never assigns innerHTML.
+// with setAttribute/properties: the console never parses HTML from strings.
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
