@@ -343,6 +343,28 @@ def test_health_and_models_screens(browser: Any, server: Server) -> None:
     shot(browser, "models")
 
 
+def test_model_upload_and_a_refused_delete(browser: Any, server: Server) -> None:
+    from console_server import REPO
+
+    open_console(browser, server, token=AUTH["Authorization"].removeprefix("Bearer "))
+    one(browser, "#tab-models").click()
+    card = '#model-list .model[data-name="txn_risk"]'
+    wait_for(lambda: "loads in this process: 1" in one(browser, card).text)
+    one(browser, "#model-name").send_keys("txn_risk")
+    one(browser, "#model-file").send_keys(str(REPO / "models" / "txn_risk" / "model.skops"))
+    one(browser, "#model-manifest").send_keys(
+        str(REPO / "models" / "txn_risk" / "manifest.json"))
+    one(browser, "#model-upload").click()
+    wait_for(lambda: one(browser, "#status").text == "uploaded model txn_risk")
+    wait_for(lambda: "loads in this process: 2" in one(browser, card).text)
+    # risky_burst scores with it: the service refuses the delete and the console says why
+    click(browser, f"{card} button.danger")
+    browser.switch_to.alert.accept()
+    wait_for(lambda: "risky_burst" in one(browser, "#status").text
+             and "error" in one(browser, "#status").get_attribute("class"))
+    assert httpx.get(server.url + "/models/txn_risk").status_code == 200
+
+
 def test_no_request_leaves_the_machine(browser: Any, server: Server) -> None:
     open_console(browser, server)
     urls = browser.execute_script(

@@ -21,7 +21,12 @@ async function main(): Promise<void> {
   alerts.mount();
   health.mount();
   models.mount();
+  let tabShown = "patterns";
+  window.setInterval(() => {  // live figures of the list while it is on screen
+    if (tabShown === "patterns" && document.visibilityState === "visible") void patterns.refresh();
+  }, 5000);
   setupTabs((tab) => {
+    tabShown = tab;
     if (tab === "patterns") void patterns.refresh();
     if (tab === "alerts") void alerts.deadLetters();
     if (tab === "models") void models.refresh();

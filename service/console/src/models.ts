@@ -26,7 +26,7 @@ export class ModelsView {
       for (const m of r.models) {
         host.appendChild(h("div", { class: "card model", "data-name": m.name },
           h("h3", {}, `${m.name} `, h("span", { class: "muted" },
-            `manifest v${m.version} · loaded ${m.loaded_version}×`)),
+            `manifest v${m.version} · loads in this process: ${m.loaded_version}`)),
           m.description ? h("p", {}, m.description) : null,
           h("p", {}, "used by: ", m.used_by.length ? m.used_by.join(", ") : "no pattern"),
           table(["feature", "type", "default"],

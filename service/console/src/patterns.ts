@@ -50,6 +50,8 @@ export class PatternsView {
   editor!: EditorHandle;
   lastOk = false;
   alertsByPattern: Record<string, number> = {};
+  prevAlerts: { at: number; counts: Record<string, number> } | null = null;
+  ratePerMin: Record<string, number> = {};
   drainTimer: number | undefined;
 
   constructor(private lang: Language) {}
@@ -78,6 +80,14 @@ export class PatternsView {
     try {
       const { patterns } = await get<{ patterns: PatternSummary[] }>("/patterns");
       const stats = await get<{ alerts_by_pattern: Record<string, number> }>("/stats");
+      const now = performance.now();
+      if (this.prevAlerts && now - this.prevAlerts.at > 500) {
+        const minutes = (now - this.prevAlerts.at) / 60000;
+        for (const [p, n] of Object.entries(stats.alerts_by_pattern)) {
+          this.ratePerMin[p] = (n - (this.prevAlerts.counts[p] ?? 0)) / minutes;
+        }
+      }
+      this.prevAlerts = { at: now, counts: stats.alerts_by_pattern };
       this.alertsByPattern = stats.alerts_by_pattern;
       this.renderList(patterns);
     } catch (e) {
@@ -93,13 +103,14 @@ export class PatternsView {
       const link = h("a", { href: "#", class: "pattern-link", "data-name": p.name,
                             onclick: (ev: Event) => { ev.preventDefault(); void this.open(p.name); } },
                      p.name);
+      const rate = this.ratePerMin[p.name];
       return [link, `v${p.version}`, draining || "–", live, this.alertsByPattern[p.name] ?? 0,
-              p.origin];
+              rate === undefined ? "–" : fmt(rate), p.origin];
     });
     const host = byId("pattern-list");
     clear(host);
     host.appendChild(rows.length ? table(["pattern", "version", "draining", "partial matches",
-                                          "alerts", "origin"], rows, "list")
+                                          "alerts", "alerts/min", "origin"], rows, "list")
       : h("p", { class: "muted" }, "No patterns loaded yet: write one and deploy it."));
   }
 
