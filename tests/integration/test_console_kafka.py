@@ -1,5 +1,6 @@
-"""The console in Kafka mode: `/ui` is served, the console endpoints answer, and the
-events the runner consumed are the console's recent events (backtests, completion)."""
+"""The console in Kafka mode: `/ui` is served, the console endpoints answer, the
+events the runner consumed are the console's recent events (backtests, completion),
+and its dead letters are listed."""
 
 from __future__ import annotations
 
@@ -28,13 +29,17 @@ def test_console_in_kafka_mode(
         r = client.get("/ui/")
         assert r.status_code == 200 and "script-src 'self'" in r.headers[
             "content-security-policy"]
-        produce(kafka_bootstrap, topic, events, key_field="card_id")
+        produce(kafka_bootstrap, topic, [*events, b"{not json"], key_field="card_id")
         got = wait_for(lambda: client.get("/events/recent?stream=transactions").json()
                        ["events"], 30, what="recent events")
         assert [e["id"] for e in got] == [e["id"] for e in events]
         fields = client.get("/console/language").json()["fields"]
         assert fields["transactions"] == ["amount", "card_id", "id", "ts", "type"]
-        assert client.get("/stats").json()["events_in"] == len(events)
+        assert client.get("/stats").json()["events_in"] == len(events) + 1  # + malformed
+        dead = wait_for(lambda: client.get("/dead-letters/recent").json()["dead_letters"], 30,
+                        what="the dead letter")
+        assert [(d["source"], d["reason"], d["event"]) for d in dead] == [
+            ("transactions", "malformed", "{not json")]
         r = client.post("/patterns/backtest", json={
             "source": "pattern big { key card_id match x where amount > 12 emit { a = 1 } }",
             "sample": "recent", "stream": "transactions"})
