@@ -365,8 +365,16 @@ def test_model_upload_and_a_refused_delete(browser: Any, server: Server) -> None
     assert httpx.get(server.url + "/models/txn_risk").status_code == 200
 
 
-def test_no_request_leaves_the_machine(browser: Any, server: Server) -> None:
+def test_no_request_leaves_the_machine_and_inline_scripts_are_refused(
+    browser: Any, server: Server
+) -> None:
     open_console(browser, server)
     urls = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(server.url) for u in urls), urls
+    # the Content-Security-Policy is in force: an injected inline script does not run
+    ran = browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.inlineRan = 1';"
+        "document.body.appendChild(s); return window.inlineRan === undefined")
+    assert ran is True
+    assert any("Content Security Policy" in e["message"] for e in severe_logs(browser))
