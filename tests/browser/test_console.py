@@ -5,12 +5,16 @@ diagnostic at the right place, fix it, backtest a sample, deploy it, post events
 see its alert arrive live. Also: read-only without a token, user text never rendered
 as HTML, the health and models screens, no request leaves the machine.
 
+The tests share one service, so event times grow from test to test in file order
+(one watermark per stream).
+
 Screenshots of every screen are written to `$CEP_CONSOLE_SCREENSHOTS` when it is set
 (`CEP_CONSOLE_SCREENSHOTS=docs/console make test` refreshes those of docs/console.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -262,6 +266,67 @@ def test_write_check_backtest_deploy_and_watch_the_alert_arrive(
     assert severe_logs(browser) == []
 
 
+def completion_options(browser: Any, typed: str) -> list[str]:
+    from selenium.webdriver.common.keys import Keys
+
+    content = one(browser, "#editor .cm-content")
+    content.send_keys(Keys.CONTROL, Keys.END)
+    content.send_keys(Keys.ENTER, typed)
+    options: list[str] = wait_for(
+        lambda: [o.text for o in css(browser, ".cm-tooltip-autocomplete li")],
+        what=f"completion of {typed!r}")
+    content.send_keys(Keys.ESCAPE)
+    return options
+
+
+def test_completion_of_stage_names_and_fields_seen_in_recent_events(
+    browser: Any, server: Server, tmp_path: Path
+) -> None:
+    r = httpx.post(server.url + "/events?stream=transactions", headers=AUTH, json=[
+        {"card_id": "f1", "merchant_category": "5411", "ts": T0 + 5_000_000}])
+    assert r.status_code == 200
+    open_console(browser, server, token=AUTH["Authorization"].removeprefix("Bearer "))
+    click(browser, "#pattern-new")
+    wait_for(lambda: "my_pattern" in editor_text(browser))
+    fields = completion_options(browser, "merchant_c")
+    assert any(o.startswith("merchant_category") and "field" in o for o in fields), fields
+    stages = completion_options(browser, "tin")
+    assert any(o.startswith("tiny") and "stage" in o for o in stages), stages
+    after_dot = completion_options(browser, "big.merchant_c")
+    assert any(o.startswith("merchant_category") for o in after_dot), after_dot
+
+
+def test_backtest_of_an_uploaded_events_file(
+    browser: Any, server: Server, tmp_path: Path
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    events = [{"id": f"u{i}", "card_id": "u1", "type": "purchase", "amount": a,
+               "ts": T0 + i * 1000, "label": "card_testing:1"}
+              for i, a in enumerate([1.0, 1.5, 0.5, 900.0])]
+    events.append({"id": "u9", "card_id": "u2", "type": "purchase", "amount": 3.0,
+                   "ts": T0 + 9000})
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    open_console(browser, server)
+    click(browser, '#pattern-list a[data-name="card_testing"]')
+    wait_for(lambda: "tiny{3,}" in editor_text(browser))
+    Select(one(browser, "#sample-kind")).select_by_value("file")
+    assert one(browser, "#sample-file").is_displayed()
+    one(browser, "#sample-file").send_keys(str(path))
+    one(browser, "#backtest-run").click()
+    summary = wait_for(lambda: one(browser, "#backtest-summary").text, timeout=60)
+    assert summary.startswith("1 alert from 5 events (card_testing)"), summary
+    row = [td.text for td in one(browser, "table.scores tbody tr").find_elements(
+        "css selector", "td")]
+    assert row == ["card_testing", "1", "1", "100.0%", "1", "1", "100.0%"]
+    # a file that is not JSON lines is refused in the browser with the line number
+    path.write_text('{"a": 1}\nnot json\n')
+    one(browser, "#sample-file").send_keys(str(path))
+    one(browser, "#backtest-run").click()
+    wait_for(lambda: "line 2 of events.jsonl is not JSON" in one(browser, "#backtest-error").text)
+
+
 def test_user_text_is_never_rendered_as_html(browser: Any, server: Server) -> None:
     open_console(browser, server)
     one(browser, "#tab-alerts").click()
@@ -286,6 +351,21 @@ def test_user_text_is_never_rendered_as_html(browser: Any, server: Server) -> No
     assert css(browser, "#dead-letters b") == []
     assert "malformed" in one(browser, "#dead-letters table.reasons").text
     shot(browser, "alerts-dead-letters")
+    # filters: only card_testing alerts, the live ones too
+    one(browser, "#alert-filter-pattern").send_keys("card_testing")
+    one(browser, "#alert-filter-apply").click()
+    wait_for(lambda: {li.get_attribute("data-pattern") for li in css(browser, "#alert-list li")}
+             == {"card_testing"}, what="the filtered list")
+    wait_for(lambda: one(browser, "#stream-state").text == "live")
+    events = [{"card_id": f"flt-{p}", "type": "purchase", "status": "declined", "amount": a,
+               "ts": T0 + 10_200_000 + i} for p in ("a",) for i, a in
+              enumerate([1.0, 1.5, 0.5, 0.7, 900.0])]  # five declines: decline_burst too
+    events.append({"card_id": "z", "ts": T0 + 10_300_000})
+    r = httpx.post(server.url + "/events?stream=transactions", json=events, headers=AUTH)
+    assert r.json()["alerts"] >= 2, r.text  # card_testing and decline_burst
+    wait_for(lambda: any("flt-a" in li.text for li in css(browser, "#alert-list li")))
+    assert {li.get_attribute("data-pattern") for li in css(browser, "#alert-list li")} == {
+        "card_testing"}
 
 
 def test_roll_back_from_the_version_history(browser: Any, server: Server) -> None:
