@@ -5,6 +5,7 @@
 import { get, AlertRecord } from "./api";
 import { h, clear, byId, table, fmtTime, json } from "./dom";
 import { keyText } from "./patterns";
+import { status } from "./shell";
 
 interface Envelope { id: number; topic: string | null; alert: AlertRecord }
 
@@ -37,8 +38,14 @@ export class AlertsView {
     clear(byId("alert-list"));
     clear(byId("alert-detail"));
     const q = this.filters();
-    const recent = await get<{ alerts: Envelope[]; last_id: number }>(
-      `/alerts?${q.toString()}&limit=100`);
+    let recent: { alerts: Envelope[]; last_id: number };
+    try {
+      recent = await get<{ alerts: Envelope[]; last_id: number }>(
+        `/alerts?${q.toString()}&limit=100`);
+    } catch (e) {
+      status(`cannot read alerts: ${(e as Error).message}`, true);
+      return;
+    }
     for (const env of recent.alerts) this.add(env.alert);
     q.set("after", String(recent.last_id));
     const es = new EventSource(`/alerts/stream?${q.toString()}`);
@@ -68,6 +75,7 @@ export class AlertsView {
       h("span", { class: "key" }, keyText(a.key)),
       a.kind !== "match" ? h("span", { class: "kind" }, ` (${a.kind})`) : null);
     li.addEventListener("click", () => this.open(a, li));
+    li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") this.open(a, li); });
     const list = byId("alert-list");
     list.prepend(li);
     while (list.children.length > MAX_SHOWN) list.lastChild?.remove();

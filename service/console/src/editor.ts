@@ -146,19 +146,20 @@ export interface EditorHandle {
 }
 
 export function makeEditor(parent: HTMLElement, lang: Language,
-                           onDiagnostics: (ds: Diagnostic[], ok: boolean) => void,
+                           onDiagnostics: (ds: Diagnostic[], ok: boolean,
+                                           names: string[]) => void,
                            onChange: () => void): EditorHandle {
   const fnNames = new Set(lang.functions.map((f) => f.name));
   const validate = linter(async (view) => {
     const text = view.state.doc.toString();
     try {
-      const r = await call<{ ok: boolean; diagnostics: Diagnostic[] }>(
+      const r = await call<{ ok: boolean; diagnostics: Diagnostic[]; patterns: string[] }>(
         "POST", "/patterns/validate", text, "text/plain; charset=utf-8");
       if (view.state.doc.toString() !== text) return [];  // stale: the next run reports
-      onDiagnostics(r.diagnostics, r.ok);
+      onDiagnostics(r.diagnostics, r.ok, r.patterns);
       return r.diagnostics.map((d) => toCm(view.state, d));
     } catch (e) {
-      onDiagnostics([], false);
+      onDiagnostics([], false, []);
       return [];
     }
   }, { delay: 350 });

@@ -22,7 +22,9 @@ export class HealthView {
 
   mount(): void {
     void this.poll();
-    this.timer = window.setInterval(() => void this.poll(), 2000);
+    this.timer = window.setInterval(() => {
+      if (document.visibilityState === "visible") void this.poll();
+    }, 2000);
   }
 
   push(name: string, v: number): void {

@@ -58,7 +58,11 @@ export class PatternsView {
 
   mount(): void {
     this.editor = makeEditor(byId("editor"), this.lang,
-      (ds, ok) => this.showDiagnostics(ds, ok), () => { byId("deploy-diff").hidden = true; });
+      (ds, ok, names) => {
+        this.showDiagnostics(ds, ok);
+        // one pattern in the text: deploy it under its own name
+        if (names.length === 1) byId<HTMLInputElement>("pattern-name").value = names[0];
+      }, () => { byId("deploy-diff").hidden = true; });
     byId("pattern-new").addEventListener("click", () => this.open(null));
     byId("backtest-run").addEventListener("click", () => void this.backtest());
     byId("deploy").addEventListener("click", () => void this.prepareDeploy());
