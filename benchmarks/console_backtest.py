@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cep.synth import generate  # noqa: E402
-from service.app import create_app  # noqa: E402
+from service.api.app import create_app  # noqa: E402
 from service.build import load_patterns  # noqa: E402
 from service.config import ApiConfig, Settings  # noqa: E402
 from service.dry_run import run_patterns  # noqa: E402

@@ -20,12 +20,14 @@ from typing import Any
 
 import orjson
 
-from cep.compiler.env import to_ms
-from cep.compiler.plan import CompiledPattern
+from cep.compiler.pipeline import CompiledPattern
 from cep.dsl.ast import Pattern
+from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
+from cep.runtime.records import Batch
 from cep.scoring.registry import ModelRegistry
 from cep.synth.labels import score_alerts
+from cep.values import to_ms
 from service.build import compile_all, engine_config
 from service.config import Settings
 from service.scoring import snapshot_scorer
@@ -46,14 +48,18 @@ class RunResult:
 def run(plans: Sequence[CompiledPattern], events: Sequence[Any], settings: Settings,
         registry: ModelRegistry, stream: str | None = None) -> RunResult:
     """The plans over the events in a fresh engine; the input ends after them."""
-    engine = Engine(list(plans), engine_config(settings), scorer=snapshot_scorer(registry))
-    res = engine.process(list(events), stream=stream, partition="dry-run",
-                         positions=list(range(len(events))))
-    res.extend(engine.finish())
+    engine = Engine(list(plans), engine_config(settings), scorer=snapshot_scorer(registry),
+                    track_changes=False)
+    out = ListSink()
+    driver = Driver(engine, [out])
+    n = len(events)
+    driver.step(Batch(list(events), [("dry-run", i) for i in range(n)], stream=stream,
+                      partition="dry-run", received=n))
+    driver.finish()
     return RunResult(
-        [a.record for a in res.alerts],
+        [a.record for a in out.alerts],
         [{"reason": d.reason, "detail": d.detail, "position": d.position}
-         for d in res.dead_letters],
+         for d in out.dead_letters],
     )
 
 

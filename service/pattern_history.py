@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cep.io.files import write_atomic
+from cep.io.atomic import write_atomic
 
 _HEADER = re.compile(r"# cep-history: version=(\d+) origin=(\w+) loaded_at=(\S+)\r?\n")
 

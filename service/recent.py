@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cep.runtime.engine import DeadLetter
+from cep.runtime.records import DeadLetter
 
 
 class RecentInput:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka_runner_helpers import BASE_TS, produce, settings_of, wait_for, write_config
 
-from service.app import create_app
+from service.api.app import create_app
 
 pytestmark = pytest.mark.kafka
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cep.runtime.engine import DeadLetter
+from cep.runtime.records import DeadLetter
 from service.dry_run import diff, incidents, per_key, signature
 from service.pattern_history import PatternHistory
 from service.recent import RecentInput
