@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cep.durations import parse_duration as _parse_duration
 from cep.embedding import compile_paths as compile_paths
@@ -61,6 +62,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     registry = load_models(Path(args.models) if args.models else project_dir("models"))
     plans = compile_paths(args.patterns, registry)
+    if args.workers != 1:
+        return _backtest_workers(args, plans, registry)
     report = run_backtest(
         plans,
         args.events,
@@ -71,6 +74,28 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         scorer=scorer_for(registry),
         progress=sys.stderr.isatty() and not args.quiet,
     )
+    if not args.quiet:
+        print(format_summary(report), file=sys.stderr)
+    return 0
+
+
+def _backtest_workers(args: argparse.Namespace, plans: Any, registry: Any) -> int:
+    from cep.backtest import format_summary
+    from cep.backtest_workers import run_backtest_sharded
+
+    for flag, given in (("--max-out-of-orderness", args.max_out_of_orderness is not None),
+                        ("--dead-letters", bool(args.dead_letters)),
+                        ("--label-field", bool(args.label_field))):
+        if given:
+            print(f"error: {flag} is not supported with --workers (docs: "
+                  "cep/backtest_workers.py); run with one worker", file=sys.stderr)
+            return 2
+    try:
+        report = run_backtest_sharded(plans, args.events, args.workers, out=args.out,
+                                      scorer=scorer_for(registry))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print(format_summary(report), file=sys.stderr)
     return 0
@@ -156,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay in file order with this lateness allowance (e.g. 5s)")
     p.add_argument("--label-field", help="event field with '<pattern>:<incident>' labels")
     p.add_argument("--models", help="model directory (default: ./models)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, sharded by pattern key (same alerts, sorted by time)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(fn=cmd_backtest)
 
