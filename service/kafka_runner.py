@@ -231,15 +231,30 @@ class KafkaRunner:
     # ------------------------------------------------------------------ setup
 
     def _open_store(self) -> StateStore:
+        """Open RocksDB and read it whole once (checksums verified), so damage is found
+        before the engine loads a partial state (docs/operations.md, "Damaged state")."""
         path = self.settings.state_dir
         try:
-            return RocksStore(path)
-        except StateStoreError:
-            if not self.eos:
+            store = RocksStore(path)
+            try:
+                keys = store.verify()
+            except StateStoreError:
+                store.close()
                 raise
+            log.info("state store %s: %d keys, checksums verified", path, keys)
+            return store
+        except StateStoreError as exc:
+            if not self.eos:
+                raise KafkaRunnerError(
+                    f"{exc}. At-least-once mode has no changelog to rebuild it from: the "
+                    f"service stops rather than resume with part of its state. Move "
+                    f"{path} away and restart to start without state from the group's "
+                    f"committed offsets (partial matches in flight are lost), or reset the "
+                    f"group's offsets to replay."
+                ) from exc
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
-            log.error("state store %s cannot be opened; moved to %s, rebuilding it from the "
-                      "changelog %s", path, aside, self.k.changelog_topic)
+            log.error("state store %s is unreadable or damaged (%s); moved to %s, rebuilding "
+                      "it from the changelog %s", path, exc, aside, self.k.changelog_topic)
             path.rename(aside)
             return RocksStore(path)
 
@@ -341,12 +356,21 @@ class KafkaRunner:
             for tp in partitions:
                 key = (tp.topic, tp.partition)
                 so, co = stored.get(key), committed.get(key)
-                if so is not None and co is not None and co > so:
+                if so is not None and co is not None and co > so and self.eos:
                     log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
                                 "state store's %d: another process consumed it since; "
                                 "resuming at %d (state of its keys may be stale)",
                                 tp.topic, tp.partition, co, so, co)
                     tp.offset = co
+                elif so is not None and co is not None and co > so:
+                    # at-least-once: the store is behind the group (a rolled-back WAL, a
+                    # restored backup, or another process consumed it). Its state belongs
+                    # to its own offsets: replay from there (duplicates, never false alerts)
+                    log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
+                                "state store's %d; replaying from %d so that state and input "
+                                "agree (alerts in between may be produced again)",
+                                tp.topic, tp.partition, co, so, so)
+                    tp.offset = so
                 elif so is not None:
                     tp.offset = so
                     log.info("assigned %s[%d]: resuming at offset %d (state store)",
