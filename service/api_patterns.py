@@ -34,6 +34,7 @@ from service.build import (
     load_patterns,
 )
 from service.catalog import PatternEntry, make_entry
+from service.compile_guard import check_compile_cost
 from service.hub import dumps
 from service.metrics import EngineSnapshot, take_snapshot
 from service.responses import E401, E413, E503, Responses, problem
@@ -146,6 +147,7 @@ def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[Pattern
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
     catalog, store = svc.catalog, svc.patterns_store
+    _bounded(svc, body)
     with catalog.lock:
         pattern = load_one(body, name, svc.registry.feature_names())
         text = body.decode("utf-8")  # load_one checked it is UTF-8
@@ -226,9 +228,18 @@ async def delete_pattern(name: PatternName, request: Request) -> PatternDeleted:
 # ---------------------------------------------------------------- dry runs
 
 
+def _bounded(svc: ServiceState, body: bytes) -> None:
+    """Posted text is compiled by a bounded child process first (service/compile_guard)."""
+    api = svc.settings.api
+    check_compile_cost(body, svc.registry.feature_names(), timeout_s=api.compile_timeout_s,
+                       memory_mb=api.compile_memory_mb)
+
+
 def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:
     try:
         patterns, diags = check_source(body, svc.registry.feature_names())
+        if not any(d.severity == "error" for d in diags):
+            _bounded(svc, body)
     except PatternError as err:
         return ValidateResponse(ok=False, patterns=[],
                                 diagnostics=[DiagnosticModel.of(d) for d in err.diagnostics])
@@ -254,6 +265,7 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
     except (orjson.JSONDecodeError, ValidationError) as err:
         raise HTTPException(422, f"the body must be a JSON object with `source` (pattern "
                             f"text) and `events` (a list of events): {err}") from None
+    _bounded(svc, req.source.encode())
     patterns = load_patterns(req.source, svc.registry.feature_names())
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
                     scorer=snapshot_scorer(svc.registry))

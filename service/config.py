@@ -76,6 +76,8 @@ class ApiConfig(BaseModel):
     token: str | None = None  # bearer token for every mutating endpoint
     max_body_bytes: int = 10 * 1024 * 1024
     recent_alerts: int = 10_000
+    compile_timeout_s: float = 10.0  # posted pattern text: compile time bound (a child process)
+    compile_memory_mb: int = 1024  # ... and its address-space bound
 
 
 class Settings(BaseSettings):
