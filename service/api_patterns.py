@@ -273,11 +273,14 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
                          positions=list(range(len(req.events))))
     if req.finish:
         res.extend(engine.finish())
+    cap = svc.settings.api.max_test_alerts
     out = {
         "patterns": [p.name for p in patterns],
-        "alerts": [a.record for a in res.alerts],
+        "alerts": [a.record for a in res.alerts[:cap]],
+        "alerts_omitted": max(0, len(res.alerts) - cap),
         "dead_letters": [{"reason": d.reason, "detail": d.detail, "position": d.position}
-                         for d in res.dead_letters],
+                         for d in res.dead_letters[:cap]],
+        "dead_letters_omitted": max(0, len(res.dead_letters) - cap),
     }
     return dumps(out)
 
@@ -287,8 +290,11 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
              summary="Dry run: pattern text over posted events, returns the alerts")
 async def test_patterns(request: Request) -> Response:
     """Runs in a throwaway engine with the service's time settings and models; no
-    state of the service is touched. With `finish` (default) the input ends after the
-    events, so windows and `on timeout` fire."""
+    state of the service is touched. The body may be up to `api.max_test_body_bytes`;
+    the answer holds at most `api.max_test_alerts` alerts and as many dead letters,
+    with the number left out in `alerts_omitted` / `dead_letters_omitted`. With
+    `finish` (default) the input ends after the events, so windows and `on timeout`
+    fire."""
     body = await request.body()
     data = await run_in_threadpool(test_sync, service(request), body)
     return Response(data, media_type="application/json")

@@ -20,7 +20,7 @@ from cep.errors import ModelError, PatternError
 from service import api_alerts, api_events, api_models, api_ops, api_patterns
 from service.api_models import ModelConflictError, conflict_problem
 from service.config import Settings
-from service.limits import BodyLimitMiddleware
+from service.limits import BodyLimitMiddleware, BodyLimits
 from service.schemas import DiagnosticModel
 from service.state import EngineUnavailableError, ServiceState
 
@@ -64,7 +64,9 @@ def create_app(
     app = FastAPI(title="cep", version=_version(), description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.service = fresh() if state is None else state
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    api = settings.api
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        api.max_body_bytes, api.max_open_body_bytes, api.max_test_body_bytes, api.token))
     for module in (api_patterns, api_models, api_events, api_alerts, api_ops):
         app.include_router(module.router)
     _error_handlers(app)

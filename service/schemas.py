@@ -105,8 +105,10 @@ class DeadLetterModel(BaseModel):
 
 class PatternTestResponse(BaseModel):
     patterns: list[str]
-    alerts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]] = Field(description="the first `api.max_test_alerts` alerts")
+    alerts_omitted: int = Field(0, description="alerts not returned (over the cap)")
     dead_letters: list[DeadLetterModel]
+    dead_letters_omitted: int = Field(0, description="dead letters not returned")
 
 
 # ---------------------------------------------------------------- models
