@@ -88,6 +88,9 @@ class EmbeddedLoop:
         tick_s: float = 0.2,
     ) -> None:
         self.engine = engine
+        # embedded mode never checkpoints: recording changed keys for checkpoint() would
+        # only grow (issue 14: ~100 MB per million keys that came and went)
+        engine.track_changes = False
         self.control = control
         self.on_alerts = on_alerts
         self.metrics = metrics

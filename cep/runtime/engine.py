@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import count
+from itertools import accumulate, count
 from typing import Any
 
 import orjson
@@ -419,7 +419,8 @@ class Engine:
         gone = [rt for rt in self.runtimes if rt.name == name]
         for rt in gone:
             self.runtimes.remove(rt)
-            self.removed_keys.extend((rt.name, rt.version, k) for k in rt.states)
+            if self.track_changes:
+                self.removed_keys.extend((rt.name, rt.version, k) for k in rt.states)
         return len(gone)
 
     def _peek_arrival(self) -> int:
@@ -483,8 +484,9 @@ class Engine:
                 clock.observe(partition, now)
                 clock._wm = now  # arrival time: every event is due at once
             else:
-                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead)
                 ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
+                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead,
+                                          clock.lateness_context(partition, ooo))
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
                 if tss and tss != sorted(tss):
@@ -513,8 +515,13 @@ class Engine:
         tf: tuple[str, ...],
         clock: Clock,
         dead: dict[int, DeadLetter],
+        lateness: tuple[int, float, int],
     ) -> tuple[list[Any], list[int], list[Any]]:
+        """The events with a valid, on-time time. Each event is judged against the
+        watermark as it is after the events before it (`Clock.lateness_context`), so an
+        event is late or not whatever the batch boundaries."""
         wm = clock.watermark
+        lag, others, prior = lateness
         skew = self.config.max_future_skew_ms
         limit = self.now_ms() + skew if skew is not None else INF
         single = tf[0] if len(tf) == 1 else None
@@ -522,13 +529,16 @@ class Engine:
             # fast path: every event a dict with an int time, none late or in the future
             try:
                 tss = [d.get(single) for d in events]
-                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit:
+                if (set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit
+                        and all(t > others or t >= r - lag for t, r in
+                                zip(tss, accumulate(tss, max, initial=prior), strict=False))):
                     return events, tss, pos  # type: ignore[return-value]
             except (AttributeError, TypeError):
                 pass
         ds: list[Any] = []
         tss = []
         ps: list[Any] = []
+        run = prior
         for i, d in enumerate(events):
             if d.__class__ is not dict:
                 dead.setdefault(i, DeadLetter(d, pos[i], "malformed", "an event is a JSON object"))
@@ -539,17 +549,23 @@ class Engine:
                 reason = "missing_time" if raw is None else "bad_time"
                 detail = f"time field {'.'.join(tf)}={raw!r}"
                 dead.setdefault(i, DeadLetter(d, pos[i], reason, detail))
-            elif t > limit:
+                continue
+            if t > limit:
                 dead.setdefault(
                     i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
                 )
-            elif t <= wm:
-                detail = f"time {t} <= watermark {int(wm)}"
+                continue
+            mark = min(others, run - lag - 1)
+            here = mark if mark > wm else wm
+            if t <= here:
+                detail = f"time {t} <= watermark {int(here)}"
                 dead.setdefault(i, DeadLetter(d, pos[i], "late", detail))
             else:
                 ds.append(d)
                 tss.append(t)
                 ps.append(pos[i])
+                if t > run:
+                    run = t
         return ds, tss, ps
 
     def tick(self) -> BatchResult:
