@@ -54,6 +54,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from cep.errors import CepError
 from cep.runtime.engine import Engine
 from cep.state.store import StateStore
+from service.bounded import CallTimedOut, bounded
 from service.kafka_io import Deliveries, produce
 from service.kafka_state import (
     CHANGELOG_POS_KEY,
@@ -192,6 +193,10 @@ FENCED_CODES = frozenset(
 )
 
 
+FENCED_LIMIT = 3
+FENCED_WINDOW_S = 600.0
+
+
 class Transactions:
     """The transactional producer's lifecycle: one transaction per checkpoint interval,
     begun lazily at the first record, and its error handling as confluent-kafka
@@ -199,10 +204,14 @@ class Transactions:
     transaction; anything else: fatal for this producer)."""
 
     def __init__(self, producer: TxnProducerLike, *, timeout_s: float = 60.0,
-                 retry_backoff_s: float = 0.2) -> None:
+                 retry_backoff_s: float = 0.2, grace_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.grace_s = grace_s  # a call still blocked this long after its timeout: abandoned
+        self.clock = clock
+        self.fencings: list[float] = []  # when the producer was fenced (see _fail)
         self.open = False
 
     def begin(self) -> None:
@@ -225,9 +234,13 @@ class Transactions:
         if not self.open:
             return True
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            bounded(lambda: self.producer.abort_transaction(self.timeout_s),
+                    self.timeout_s + self.grace_s, "abort_transaction")
         except KafkaException as exc:
             log.error("abort_transaction failed: %s", exc.args[0])
+            return False
+        except CallTimedOut as exc:
+            log.error("%s", exc)
             return False
         finally:
             self.open = False
@@ -248,8 +261,15 @@ class Transactions:
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
-                fn()
+                bounded(fn, self.timeout_s + self.grace_s, what)
                 return
+            except CallTimedOut as exc:
+                self.open = False
+                raise RewindError(
+                    f"{exc} (librdkafka's own timeout is {self.timeout_s:.0f}s); "
+                    + ("the outcome of the commit is unknown" if unknown else "giving up"),
+                    recreate_producer=True,
+                ) from None
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.retriable() and not err.txn_requires_abort() and not err.fatal():
@@ -267,12 +287,23 @@ class Transactions:
 
     def _fail(self, what: str, err: KafkaError) -> None:
         if err.code() in FENCED_CODES:
+            # A broker restart can fence the only producer of a transactional.id (its
+            # transaction timed out and the coordinator bumped the epoch): recreate the
+            # producer and replay. Fenced again and again means another process really
+            # uses the same id: stop.
             self.open = False
-            raise ProducerFencedError(
-                f"{what}: {err}. Another process with transactional.id "
-                "took over; this one stops. Give every process its own "
-                "kafka.transactional_id and state_dir."
-            ) from None
+            now = self.clock()
+            self.fencings = [t for t in self.fencings if now - t < FENCED_WINDOW_S] + [now]
+            if len(self.fencings) >= FENCED_LIMIT:
+                raise ProducerFencedError(
+                    f"{what}: {err}; fenced {len(self.fencings)} times within "
+                    f"{FENCED_WINDOW_S / 60:.0f} min: another process probably uses "
+                    "transactional.id too. This one stops. Give every process its own "
+                    "kafka.transactional_id and state_dir."
+                ) from None
+            raise RewindError(f"{what}: {err}; the producer was fenced (epoch bumped, e.g. "
+                              "after a broker restart): recreating it",
+                              recreate_producer=True) from None
         if err.txn_requires_abort():
             ok = self.abort()
             raise RewindError(f"{what}: {err}; transaction aborted",

@@ -62,9 +62,12 @@ class KafkaConfig(BaseModel):
     topic_partitions: int = 1  # partitions of topics the runner creates (not the changelog)
     transaction_timeout_ms: int = 60_000  # transaction.timeout.ms of the exactly-once producer
     recovery_timeout_ms: int = 300_000  # max time to catch the state store up from the changelog
+    stall_after_ms: int = 60_000  # input waiting, nothing committed this long: /ready 503
+    stall_exit_ms: int = 300_000  # ... this long: the runner stops with an error (0: never)
+    wedged_after_ms: int = 360_000  # the loop has not come round this long: /health 503
 
     @field_validator("tick_interval_ms", "transaction_timeout_ms", "recovery_timeout_ms",
-                     mode="before")
+                     "stall_after_ms", "stall_exit_ms", "wedged_after_ms", mode="before")
     @classmethod
     def _kdur(cls, v: Any) -> int:
         return _ms(v)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import functools
 import logging
 import signal
 import sys
@@ -45,6 +46,8 @@ from cep.runtime.engine import Alert, DeadLetter, Engine
 from cep.state.rocks import RocksStore, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
+from service import watchdog
+from service.bounded import CallTimedOut, bounded
 from service.checkpoint import (
     AtLeastOnceCheckpoint,
     ExactlyOnceCheckpoint,
@@ -77,6 +80,8 @@ from service.kafka_state import (
     register_partitions,
     stored_offsets,
 )
+from service.stall import StallCheck
+from service.watchdog import Progress
 
 log = logging.getLogger("cep.kafka")
 
@@ -144,6 +149,10 @@ class KafkaRunner:
         self.deliveries = Deliveries(self.k.changelog_topic if self.eos else None)
         self.admin: AdminClient | None = None
         self.checkpointer: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint | None = None
+        self.progress = watchdog.active() or Progress(self.k.stall_after_ms / 1000,
+                                                      self.k.wedged_after_ms / 1000)
+        self.consumer_fatal: KafkaError | None = None
+        self._stall = StallCheck(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,18 +176,23 @@ class KafkaRunner:
             log.info("state restored: %s; watermark %s", stats or "empty",
                      _wm(self.engine.watermark()))
             self._signature = engine_signature(self.engine)
-            self.consumer = Consumer(self._with_cb(consumer_config(self.settings)))
+            cconf = consumer_config(self.settings)
+            cconf["error_cb"] = self._on_consumer_error
+            self.consumer = Consumer(cconf)
             self.checkpointer = self._make_checkpointer(seed)
             self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self.progress.start()
             while not self.stop.is_set():
                 self._iteration()
             self._shutdown()
         finally:
+            self.progress.stop()
             self._close()
 
     def _iteration(self) -> None:
         try:
+            self._stall.beat()  # the watchdog (service/watchdog.py); may stop the runner
             if self.control.run_pending(self.engine):
                 self._patterns_changed()
             if self.pending_rewind is not None:
@@ -281,6 +295,17 @@ class KafkaRunner:
                 log.warning("kafka: %s (%d client errors so far; librdkafka retries)",
                             err.str(), self.stats["client_errors"])
 
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        """A fatal consumer error (e.g. "static consumer fenced" after a broker restart)
+        leaves the consumer without partitions for good: the runner stops with an error
+        (exit 1) and its supervisor restarts it; the restart resumes from the last
+        checkpoint. Other errors: as for the producer."""
+        if err.fatal():
+            log.error("kafka consumer fatal error: %s", err)
+            self.consumer_fatal = err
+        else:
+            self._on_client_error(err)
+
     def _ensure_topics(self, *, first: bool = False) -> None:
         if not self.k.create_topics or self.admin is None:
             return
@@ -296,11 +321,16 @@ class KafkaRunner:
         """A transactional producer; init_transactions fences any older producer with the
         same transactional.id and aborts the transaction it left open."""
         producer = Producer(self._with_cb(producer_config(self.settings, transactional=True)))
-        deadline = time.monotonic() + self.k.transaction_timeout_ms / 1000 * 2
+        timeout = self.k.transaction_timeout_ms / 1000
+        deadline = time.monotonic() + timeout * 2
         while True:
             try:
-                producer.init_transactions(self.k.transaction_timeout_ms / 1000)
+                bounded(functools.partial(producer.init_transactions, timeout), timeout + 15,
+                        "init_transactions")
                 break
+            except CallTimedOut as exc:
+                raise KafkaRunnerError(f"{exc}: the broker does not answer; stopping so that "
+                                       "the supervisor restarts the service") from None
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.retriable() and time.monotonic() < deadline:
@@ -423,6 +453,11 @@ class KafkaRunner:
             if isinstance(exc, KafkaRunnerError):
                 raise exc
             raise KafkaRunnerError(f"rebalance callback failed: {exc}") from exc
+        if self.consumer_fatal is not None:
+            raise KafkaRunnerError(
+                f"fatal Kafka consumer error: {self.consumer_fatal}. The consumer cannot "
+                "rejoin its group; stopping so that the supervisor restarts the service "
+                "(it resumes from the last checkpoint)")
         if self.fatal_error is not None:
             err = self.fatal_error
             if self.eos:
@@ -578,6 +613,7 @@ class KafkaRunner:
             info = self.checkpointer.commit(positions)
         self.consumed_since = 0
         self.produced_since = 0
+        self.progress.committed()
         self.stats["checkpoints"] += 1
         ms = int(info.seconds * 1000)
         self.stats["checkpoint_ms_total"] += ms

@@ -167,7 +167,8 @@ class AlertList(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "wedged"]
+    detail: str | None = None
 
 
 class Ready(BaseModel):

@@ -23,6 +23,7 @@ from typing import TypeVar
 from cep.errors import CepError
 from cep.runtime.engine import Alert, Engine
 from cep.scoring.registry import ModelRegistry
+from service import watchdog
 from service.build import engine_config
 from service.catalog import Catalog
 from service.config import Settings
@@ -32,6 +33,7 @@ from service.hub import AlertHub
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
+from service.watchdog import Progress
 
 log = logging.getLogger("cep.service")
 T = TypeVar("T")
@@ -64,6 +66,7 @@ class ServiceState:
         self.loop: EmbeddedLoop | None = None
         self.stop_event = threading.Event()
         self.ready_event = threading.Event()
+        self.progress: Progress | None = None  # Kafka mode: the runner's watchdog
         self._kafka_thread: threading.Thread | None = None
         self._kafka_error: BaseException | None = None
         self.requests = itertools.count(1)
@@ -102,6 +105,9 @@ class ServiceState:
             self.loop.start()
             self.loop.ready.wait(5.0)
         else:
+            k = s.kafka
+            self.progress = Progress(k.stall_after_ms / 1000, k.wedged_after_ms / 1000)
+            watchdog.activate(self.progress)
             self._start_kafka(engine)
         self.metrics.ready.set(1 if self.ready else 0)
 
@@ -114,6 +120,8 @@ class ServiceState:
         self.hub.close()
         self.metrics.ready.set(0)
         activate(None)
+        if self.progress is not None and watchdog.active() is self.progress:
+            watchdog.activate(None)
 
     def _publish(self, alerts: list[Alert]) -> None:
         self.hub.publish(alerts)
@@ -162,6 +170,14 @@ class ServiceState:
             return self.loop.ready.is_set() and self.loop.alive
         t = self._kafka_thread
         return t is not None and t.is_alive() and self.ready_event.is_set()
+
+    def stalled(self) -> str | None:
+        """Kafka mode: why the runner makes no progress although input waits, or None."""
+        return None if self.progress is None else self.progress.stalled()
+
+    def wedged(self) -> str | None:
+        """Kafka mode: why the runner's loop counts as stuck (liveness), or None."""
+        return None if self.progress is None else self.progress.wedged()
 
     def not_ready_reason(self) -> str:
         if self.stop_event.is_set():
