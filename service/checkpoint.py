@@ -47,7 +47,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -259,33 +259,26 @@ class Transactions:
 
     def _call(self, what: str, fn: Callable[[], None], *, unknown: bool = False) -> None:
         deadline = time.monotonic() + self.timeout_s
+        outcome = "the outcome of the commit is unknown" if unknown else "giving up"
         while True:
             try:
                 bounded(fn, self.timeout_s + self.grace_s, what)
                 return
             except CallTimedOut as exc:
-                self.open = False
-                raise RewindError(
-                    f"{exc} (librdkafka's own timeout is {self.timeout_s:.0f}s); "
-                    + ("the outcome of the commit is unknown" if unknown else "giving up"),
-                    recreate_producer=True,
-                ) from None
+                problem = f"{exc} (librdkafka's own timeout is {self.timeout_s:.0f}s)"
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
-                    if time.monotonic() < deadline:
-                        log.warning("%s: %s; retrying", what, err)
-                        time.sleep(self.retry_backoff_s)
-                        continue
-                    self.open = False
-                    raise RewindError(
-                        f"{what}: still failing after {self.timeout_s:.0f}s ({err}); "
-                        + ("the outcome of the commit is unknown" if unknown else "giving up"),
-                        recreate_producer=True,
-                    ) from None
-                self._fail(what, err)
+                if not (err.retriable() and not err.txn_requires_abort() and not err.fatal()):
+                    self._fail(what, err)
+                if time.monotonic() < deadline:
+                    log.warning("%s: %s; retrying", what, err)
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                problem = f"{what}: still failing after {self.timeout_s:.0f}s ({err})"
+            self.open = False
+            raise RewindError(f"{problem}; {outcome}", recreate_producer=True) from None
 
-    def _fail(self, what: str, err: KafkaError) -> None:
+    def _fail(self, what: str, err: KafkaError) -> NoReturn:
         if err.code() in FENCED_CODES:
             # A broker restart can fence the only producer of a transactional.id (its
             # transaction timed out and the coordinator bumped the epoch): recreate the
