@@ -144,11 +144,10 @@ class AtLeastOnceCheckpoint:
         self.deliveries = deliveries
         self.flush_log_s = flush_log_s
         self.stop_waiting = stop_waiting
+        # drops over-limit state from the puts (with dead letters); returns how many
+        self.state_filter: Callable[[dict[bytes, bytes | None]], int] | None = None
 
-    def commit(self, positions: Mapping[TP, int], *, sync_commit: bool = False) -> CheckpointInfo:
-        t0 = time.monotonic()
-        # 1. every produced alert / dead letter acknowledged (the producer retries for
-        #    up to message.timeout.ms; a broker restart is waited out here)
+    def _flush(self) -> None:
         while True:
             left = self.producer.flush(self.flush_log_s)
             if left == 0:
@@ -162,8 +161,17 @@ class AtLeastOnceCheckpoint:
             self.deliveries.reset()
             raise RewindError(f"checkpoint: produce failed ({failures}); "
                               "replaying from the previous checkpoint")
-        # 2. state deltas + input offsets: one consistent cut
+
+    def commit(self, positions: Mapping[TP, int], *, sync_commit: bool = False) -> CheckpointInfo:
+        t0 = time.monotonic()
+        # 1. every produced alert / dead letter acknowledged (the producer retries for
+        #    up to message.timeout.ms; a broker restart is waited out here)
+        self._flush()
+        # 2. state deltas + input offsets: one consistent cut; a key's state over its
+        #    limit is dropped with a dead letter, acknowledged before the write
         puts = self.engine.checkpoint()
+        if self.state_filter is not None and self.state_filter(puts):
+            self._flush()
         puts.update(offset_puts(positions))
         # 3. one atomic, synced write
         self.store.write_batch(puts)
@@ -327,6 +335,8 @@ class ExactlyOnceCheckpoint:
         # the changelog is empty but the store is not (switching from at-least-once):
         # the first checkpoint writes the whole store to the changelog
         self.seed_snapshot = seed_snapshot
+        # drops over-limit state from the puts (with dead letters, in the transaction)
+        self.state_filter: Callable[[dict[bytes, bytes | None]], int] | None = None
 
     def commit(self, positions: Mapping[TP, int]) -> CheckpointInfo:
         t0 = time.monotonic()
@@ -334,7 +344,10 @@ class ExactlyOnceCheckpoint:
         puts: dict[bytes, bytes | None] = {}
         if self.seed_snapshot:
             puts.update(replicated_items(self.store))
-        puts.update(self.engine.checkpoint())
+        deltas = self.engine.checkpoint()
+        if self.state_filter is not None:
+            self.state_filter(deltas)
+        puts.update(deltas)
         puts.update(offset_puts(positions))
         # 2. the changelog records, in the open transaction
         self.deliveries.changelog_next = None

@@ -62,6 +62,10 @@ class KafkaConfig(BaseModel):
     topic_partitions: int = 1  # partitions of topics the runner creates (not the changelog)
     transaction_timeout_ms: int = 60_000  # transaction.timeout.ms of the exactly-once producer
     recovery_timeout_ms: int = 300_000  # max time to catch the state store up from the changelog
+    max_key_bytes: int = 4 * 1024  # larger record keys: dead letter key_too_large
+    max_event_bytes: int = 256 * 1024  # larger record values: dead letter event_too_large
+    max_state_bytes_per_key: int = 512 * 1024  # larger: the key's state is dropped (dead letter)
+    max_dead_letter_bytes: int = 900 * 1024  # larger dead letters are written truncated
     stall_after_ms: int = 60_000  # input waiting, nothing committed this long: /ready 503
     stall_exit_ms: int = 300_000  # ... this long: the runner stops with an error (0: never)
     wedged_after_ms: int = 360_000  # the loop has not come round this long: /health 503

@@ -73,12 +73,22 @@ from service.kafka_io import (
     output_topics,
     produce,
     producer_config,
+    topic_max_message_bytes,
 )
 from service.kafka_state import (
     engine_signature,
     load_engine,
     register_partitions,
     stored_offsets,
+)
+from service.record_limits import (
+    CHANGELOG_OVERHEAD,
+    OversizedState,
+    check_changelog_limit,
+    drop_oversized_state,
+    limits_of,
+    shrink_dead_letter,
+    state_dead_letter,
 )
 from service.stall import StallCheck
 from service.watchdog import Progress
@@ -153,6 +163,7 @@ class KafkaRunner:
                                                       self.k.wedged_after_ms / 1000)
         self.consumer_fatal: KafkaError | None = None
         self._stall = StallCheck(self)
+        self.limits = limits_of(self.k)  # poison records (service/record_limits.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,6 +178,7 @@ class KafkaRunner:
             self._ensure_topics(first=True)
             seed = False
             if self.eos:
+                self._check_changelog_limit()
                 self._new_txn_producer()
                 seed = self._recover_changelog()
             else:
@@ -314,8 +326,21 @@ class KafkaRunner:
             ensure_topics(self.admin, wanted, partitions=self.k.topic_partitions)
             self._topics_known |= wanted
         if first and self.eos:
+            need = self.limits.max_state_bytes_per_key + CHANGELOG_OVERHEAD
             ensure_topics(self.admin, [self.k.changelog_topic], partitions=1,
-                          config=CHANGELOG_CONFIG)
+                          config={**CHANGELOG_CONFIG, "max.message.bytes": str(need)})
+
+    def _check_changelog_limit(self) -> None:
+        """The changelog topic and the producer must take a key's largest state."""
+        assert self.admin is not None
+        topic = self.k.changelog_topic
+        topic_max = topic_max_message_bytes(self.admin, topic)
+        conf = producer_config(self.settings, transactional=True)
+        problem = check_changelog_limit(topic_max, int(conf.get("message.max.bytes",
+                                                                1_000_000)),
+                                        self.limits, topic)
+        if problem is not None:
+            raise KafkaRunnerError(problem)
 
     def _new_txn_producer(self) -> None:
         """A transactional producer; init_transactions fences any older producer with the
@@ -363,14 +388,31 @@ class KafkaRunner:
     def _make_checkpointer(self, seed: bool) -> AtLeastOnceCheckpoint | ExactlyOnceCheckpoint:
         assert self.store is not None and self.consumer is not None
         consumer = self.consumer
+        ck: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint
         if self.eos:
             assert self.txn is not None
-            return ExactlyOnceCheckpoint(
+            ck = ExactlyOnceCheckpoint(
                 self.engine, self.store, self.txn, self.deliveries, self.k.changelog_topic,
                 consumer.consumer_group_metadata, seed_snapshot=seed)
-        assert self.producer is not None
-        return AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
-                                     self.deliveries, stop_waiting=self.stop.is_set)
+        else:
+            assert self.producer is not None
+            ck = AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
+                                       self.deliveries, stop_waiting=self.stop.is_set)
+        ck.state_filter = self._limit_state
+        return ck
+
+    def _limit_state(self, puts: dict[bytes, bytes | None]) -> int:
+        """A checkpoint's state puts over kafka.max_state_bytes_per_key: the key is
+        dropped and dead-lettered (service/record_limits.py)."""
+        limit = self.limits.max_state_bytes_per_key
+
+        def dropped(o: OversizedState) -> None:
+            key, value, headers = state_dead_letter(o, limit)
+            log.warning("%s", headers[1][1].decode())
+            self._send(self.k.dead_letter_topic, value, key, headers)
+            self.stats["dead_letters.state_too_large"] += 1
+
+        return drop_oversized_state(self.engine, puts, limit, dropped)
 
     # ------------------------------------------------------------------ rebalancing
 
@@ -494,7 +536,7 @@ class KafkaRunner:
         return c.stream_time_fields.get(stream, c.default_time_field)
 
     def _process(self, msgs: list[Any]) -> None:
-        groups, errors = decode(msgs)
+        groups, errors = decode(msgs, self.limits)
         for err in errors:
             self._consumer_error(err)
         engine = self.engine
@@ -586,7 +628,9 @@ class KafkaRunner:
         for d in dead:
             m = raw[d.position[2]]
             rec = dead_letter_record(d, m.key(), m.value(), stream)
-            self._send(topic, rec.value, rec.key, rec.headers)
+            key, value, headers = shrink_dead_letter(rec.key, rec.value, rec.headers,
+                                                     self.limits)
+            self._send(topic, value, key, headers)
             self.stats[f"dead_letters.{d.reason}"] += 1
             log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, d.position[2],
                       d.reason, d.detail)
