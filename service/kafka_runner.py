@@ -42,8 +42,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from cep.errors import CepError
 from cep.runtime.engine import Alert, DeadLetter, Engine
-from cep.state.rocks import RocksStore, StateStoreError
+from cep.state.rocks import RocksStore, StateCorruptionError, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
 from service import watchdog
@@ -81,6 +82,7 @@ from service.kafka_state import (
     register_partitions,
     stored_offsets,
 )
+from service.poison import PoisonGuard
 from service.record_limits import (
     CHANGELOG_OVERHEAD,
     OversizedState,
@@ -164,6 +166,7 @@ class KafkaRunner:
         self.consumer_fatal: KafkaError | None = None
         self._stall = StallCheck(self)
         self.limits = limits_of(self.k)  # poison records (service/record_limits.py)
+        self.poison = PoisonGuard()  # records that fail again and again (service/poison.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -270,6 +273,10 @@ class KafkaRunner:
             log.info("state store %s: %d keys, checksums verified", path, keys)
             return store
         except StateStoreError as exc:
+            if not isinstance(exc, StateCorruptionError):
+                # locked by another process, no space left, ...: moving it aside would
+                # not help (and could hide another process's store)
+                raise KafkaRunnerError(f"{exc}. Fix the cause and restart.") from exc
             if not self.eos:
                 raise KafkaRunnerError(
                     f"{exc}. At-least-once mode has no changelog to rebuild it from: the "
@@ -549,8 +556,8 @@ class KafkaRunner:
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
             if b.events:
-                res = engine.process(b.events, stream=stream, partition=(t, p),
-                                     positions=b.positions)
+                res = self.poison.process(engine, b.events, b.positions, stream=stream,
+                                          partition=(t, p))
                 if res.alerts:
                     self._emit_alerts(res.alerts)
                     out.extend(res.alerts)
@@ -658,6 +665,7 @@ class KafkaRunner:
         self.consumed_since = 0
         self.produced_since = 0
         self.progress.committed()
+        self.poison.committed()
         self.stats["checkpoints"] += 1
         ms = int(info.seconds * 1000)
         self.stats["checkpoint_ms_total"] += ms
@@ -762,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: every thread's stack to stderr
     try:
         run_kafka(settings, engine, Control(), lambda alerts: None, stop, ready)
-    except KafkaRunnerError as exc:
+    except CepError as exc:  # KafkaRunnerError, StateStoreError (e.g. no space left), ...
         log.error("%s", exc)
         return 1
     return 0

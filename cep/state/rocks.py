@@ -8,6 +8,7 @@ reads every key once (at start-up) to find damage before the engine is loaded.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -89,7 +90,9 @@ class RocksStore:
         except StateStoreError:
             raise
         except Exception as exc:
-            raise self._error("reading", exc) from exc
+            raise self._error("reading", exc) from None
+        finally:
+            del it  # an open iterator keeps the database (and its lock) alive
 
     def verify(self) -> int:
         """Read every key and value once (checksums verified); returns the key count."""
@@ -100,4 +103,9 @@ class RocksStore:
         return cls(f"{what} the state store {self.path} failed: {exc}")
 
     def close(self) -> None:
-        self._db.close()
+        db = self.__dict__.pop("_db", None)
+        if db is None:
+            return
+        db.close()
+        del db  # the lock is released when the last reference goes
+        gc.collect()
