@@ -254,14 +254,17 @@ class KafkaRunner:
         if self.producer is not None and not self.eos:
             self.producer.flush(5)
         if self.store is not None:
-            self.store.close()
+            try:
+                self.store.close()
+            except Exception as exc:  # e.g. "Writer has previous error" after a full disk
+                log.warning("closing the state store: %s", exc)
             self.store = None
 
     # ------------------------------------------------------------------ setup
 
     def _open_store(self) -> StateStore:
         """Open RocksDB and read it whole once (checksums verified), so damage is found
-        before the engine loads a partial state (docs/operations.md, "Damaged state")."""
+        before the engine loads a partial state (docs/operations.md, "Faults")."""
         path = self.settings.state_dir
         try:
             store = RocksStore(path)

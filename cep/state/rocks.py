@@ -26,7 +26,7 @@ class StateStoreError(CepError):
 class StateCorruptionError(StateStoreError):
     """A checksum mismatch or another sign of damage in the state store's files: the
     state read from it would be incomplete. Exactly-once mode rebuilds it from the
-    changelog; at-least-once mode stops (see docs/operations.md, "Damaged state")."""
+    changelog; at-least-once mode stops (see docs/operations.md, "Faults")."""
 
 
 def _is_corruption(exc: BaseException) -> bool:
