@@ -30,7 +30,6 @@ error with the fix, before anything is consumed.
 from __future__ import annotations
 
 import hashlib
-import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,17 +108,11 @@ def oversized_state(puts: Mapping[bytes, bytes | None], limit: int) -> list[Over
 def drop_oversized_state(engine: Engine, puts: dict[bytes, bytes | None], limit: int,
                          on_dropped: Callable[[OversizedState], None]) -> int:
     """Replace every state put over `limit` with a tombstone and forget that key in the
-    engine (partial matches, held matches, buffered events; its timers find no state
-    and are skipped); `on_dropped` for each."""
+    engine (`Engine.drop_key`); `on_dropped` for each."""
     found = oversized_state(puts, limit)
     for o in found:
         puts[state_key(o.pattern, o.version, o.key)] = None
-        for rt in engine.runtimes:
-            if rt.name == o.pattern and rt.version == o.version:
-                rt.states.pop(o.key, None)
-                if any(e[3].key == o.key for e in rt.heap):
-                    rt.heap[:] = [e for e in rt.heap if e[3].key != o.key]
-                    heapq.heapify(rt.heap)
+        engine.drop_key(o.pattern, o.version, o.key)
         on_dropped(o)
     return len(found)
 

@@ -91,7 +91,10 @@ class ServiceState:
         self._load_models()
         self.scorer.refresh()
         entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names())
-        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer)
+        # embedded mode never checkpoints: recording changed keys for checkpoint() would
+        # only grow (issue 14: ~100 MB per million keys that came and went)
+        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer,
+                        track_changes=not s.embedded)
         log.info("loaded %d patterns (%s), %d models", len(entries),
                  ", ".join(f"{e.name}@{e.version}" for e in entries) or "none",
                  len(self.registry.names()))

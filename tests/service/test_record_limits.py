@@ -78,14 +78,18 @@ def test_a_key_whose_state_outgrew_its_limit_is_dropped_with_a_dead_letter() -> 
     dropped: list[object] = []
     n = drop_oversized_state(engine, puts, 2000, dropped.append)
     assert n == 1 and puts[huge] is None and puts[small] is not None
-    (rt,) = engine.runtimes
-    assert "huge" not in rt.states and "small" in rt.states
     assert [(o.pattern, o.key) for o in dropped] == [("many", "huge")]  # type: ignore[attr-defined]
-    # the key starts afresh: new events for it match normally
-    res = engine.process([{"k": "huge", "v": 1, "ts": 200}, {"k": "huge", "v": 2, "ts": 201},
+    engine.checkpointed()
+    # `huge` starts afresh (its 40 buffered b's are gone: no alert from them), `small`
+    # kept its partial match
+    res = engine.process([{"k": "huge", "v": 3, "ts": 150},
+                          {"k": "small", "v": 2, "ts": 151}, {"k": "small", "v": 2, "ts": 152},
+                          {"k": "small", "v": 3, "ts": 153},
+                          {"k": "huge", "v": 1, "ts": 200}, {"k": "huge", "v": 2, "ts": 201},
                           {"k": "huge", "v": 2, "ts": 202}, {"k": "huge", "v": 3, "ts": 203},
                           {"k": "z", "v": 9, "ts": 400}])
-    assert [a.record["key"] for a in res.alerts] == ["huge"]
+    assert [a.record["key"] for a in res.alerts] == ["small", "huge"]
+    assert len(res.alerts[1].record["events"]["b"]) == 2
 
 
 def test_changelog_limits_are_checked_against_the_state_limit() -> None:
