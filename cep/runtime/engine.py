@@ -595,7 +595,7 @@ class Engine:
         """Forget one key's state of one pattern version: its partial matches, held
         matches and buffered events (its timers then find no state and are skipped);
         the next checkpoint deletes it from the store. For a key whose state outgrew
-        its limit (service/record_limits.py). False when there was nothing."""
+        its limit (service/kafka/record_limits.py). False when there was nothing."""
         for rt in self._runtimes:
             if rt.name != pattern or rt.version != version:
                 continue

@@ -21,7 +21,7 @@ Position = tuple[Any, ...]
 
 # why an input became a dead letter (docs/semantics.md, "Dead letters")
 REASONS = ("malformed", "missing_time", "bad_time", "future_timestamp", "late", "missing_key",
-           # Kafka mode's record limits (service/record_limits.py, service/poison.py)
+           # Kafka mode's record limits (service/kafka/record_limits.py, service/kafka/poison.py)
            "key_too_large", "event_too_large", "state_too_large", "poison")
 
 

@@ -63,7 +63,7 @@ def report(acc: Account) -> None:
 
 
 class Supervisor:
-    """Restarts `python -m service.kafka_runner` whenever it exits non-zero, like
+    """Restarts `python -m service.kafka.runner` whenever it exits non-zero, like
     systemd's `Restart=on-failure` (what docs/operations.md asks of a deployment)."""
 
     def __init__(self, cfg: Path, log: Path) -> None:

@@ -39,11 +39,11 @@ from kafka_runner_helpers import (
 )
 
 from cep.state.rocks import RocksStore
-from service.checkpoint import KafkaRunnerError
 from service.config import Settings
 from service.control import Control
-from service.kafka_engine import engine_from_settings
-from service.kafka_runner import KafkaRunner
+from service.kafka.checkpoint import KafkaRunnerError
+from service.kafka.engine_factory import engine_from_settings
+from service.kafka.runner import KafkaRunner
 
 pytestmark = pytest.mark.kafka
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import feed, pattern, show
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl.parser import parse
 from cep.runtime.engine import Engine, EngineConfig
 

@@ -8,8 +8,8 @@ import pytest
 
 from cep.runtime.driver import Driver, ListSink
 from cep.runtime.records import Alert, Batch, Result
-from service.checkpoint import RewindError
-from service.poison import PoisonGuard
+from service.kafka.checkpoint import RewindError
+from service.kafka.poison import PoisonGuard
 
 
 class FlakyEngine:

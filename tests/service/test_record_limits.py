@@ -9,12 +9,12 @@ import hashlib
 import orjson
 from confluent_kafka import Message
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.codec import state_key
-from service.kafka_io import decode
-from service.record_limits import (
+from service.kafka.io import decode
+from service.kafka.record_limits import (
     RecordLimits,
     check_changelog_limit,
     drop_oversized_state,

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CARD_TESTING, TOKEN, card_events, live_server, make_settings
 
-from service.app import create_app
-from service.ingest import IncrementalDecoder, decode_body
+from service.api.app import create_app
+from service.embedded.ingest import IncrementalDecoder, decode_body
 
 T0 = 1_763_712_000_000
 

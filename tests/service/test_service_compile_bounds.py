@@ -12,7 +12,7 @@ import httpx
 from fastapi.testclient import TestClient
 from service_helpers import live_server, make_settings
 
-from service.app import create_app
+from service.api.app import create_app
 from service.config import ApiConfig
 
 BOMB = "pattern risky { from s key k match a then (b{100} then c){100} }"

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from service_helpers import SCORED, T0, manifest, model_bytes, upload
 
 from cep.runtime.engine import Alert
-from service.hub import AlertHub
+from service.api.hub import AlertHub
 
 Restart = Callable[..., TestClient]
 

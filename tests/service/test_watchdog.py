@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.checkpoint import KafkaRunnerError
-from service.stall import StallCheck
-from service.watchdog import Progress
+from service.kafka.checkpoint import KafkaRunnerError
+from service.kafka.stall import StallCheck
+from service.kafka.watchdog import Progress
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ assigned), and every committed checkpoint. The probes read it:
   never returns). `/health` answers 503, so a liveness probe restarts the process.
 
 The service activates one `Progress` (`activate`); the runner finds it with `active()`
-(a private one when it runs alone, `python -m service.kafka_runner`).
+(a private one when it runs alone, `python -m service.kafka.runner`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Kafka clients for the runner: their configuration, the topics, decode and encode.
 
 Everything here is small and synchronous; the order of operations lives in
-`service/checkpoint.py` and the loop in `service/kafka_runner.py`.
+`service/kafka/checkpoint.py` and the loop in `service/kafka/runner.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from cep.runtime.engine import Alert, DeadLetter, Engine
 from service.config import Settings
-from service.record_limits import RecordLimits
+from service.kafka.record_limits import RecordLimits
 
 log = logging.getLogger("cep.kafka")
 

@@ -8,7 +8,7 @@ a child process parses, checks and compiles it under `RLIMIT_AS`
 (`api.compile_timeout_s`). Only when the child finished does the API compile the
 text itself; a child killed by a limit gives a 422 with a diagnostic instead, and
 the API process never spent the time or the memory. The children are forked by a
-small compile server (`service/compile_worker.py`, started at first use) that has
+small compile server (`service/api/compile_worker.py`, started at first use) that has
 the compiler imported, so a trial costs milliseconds. One trial runs at a time; a
 request that waits longer than the timeout for its turn gets a 503.
 
@@ -38,7 +38,7 @@ class CompileBusy(Exception):
 
 
 class _Server:
-    """The `python -m service.compile_worker` process, started at first use and again
+    """The `python -m service.api.compile_worker` process, started at first use and again
     whenever it died; one request at a time."""
 
     def __init__(self) -> None:
@@ -51,7 +51,7 @@ class _Server:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.compile_worker"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "service.api.compile_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True,
         )
         return self.proc

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from service.checkpoint import KafkaRunnerError
-from service.watchdog import Progress
+from service.kafka.checkpoint import KafkaRunnerError
+from service.kafka.watchdog import Progress
 
 log = logging.getLogger("cep.kafka")
 

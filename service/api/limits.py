@@ -16,7 +16,7 @@ A declared `Content-Length` above the limit is refused (413) before anything is 
 A chunked body is read up to the limit and refused as soon as it goes over. Bodies
 within the limit are read here and handed to the application in one message, except
 for `POST /events`, whose body is passed on as it arrives (the route decodes NDJSON
-line by line, `service.ingest.IncrementalDecoder`) with the limit still counted here.
+line by line, `service.embedded.ingest.IncrementalDecoder`) with the limit still counted here.
 Later `receive()` calls go to the server, so a streaming response still learns of a
 client disconnect.
 """
@@ -32,7 +32,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from cep.dsl.limits import MAX_SOURCE_BYTES
-from service.security import AUTH_MISSING, AUTH_WRONG
+from service.api.security import AUTH_MISSING, AUTH_WRONG
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,4 +1,4 @@
-"""The compile server of `service.compile_guard`: `python -m service.compile_worker`.
+"""The compile server of `service.api.compile_guard`: `python -m service.api.compile_worker`.
 
 A single-threaded process that has the compiler imported. It reads one JSON request per
 line on stdin (`{"source": TEXT, "models": {NAME: [FEATURE, ...]}, "memory_mb": N,
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.errors import PatternError
 

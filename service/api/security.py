@@ -4,7 +4,7 @@ With `api.token` (or `CEP_API_TOKEN`) set, a mutating request needs
 `Authorization: Bearer TOKEN`; the token is compared in constant time
 (`hmac.compare_digest`). Without a token configured the API is open, which is why the
 server binds to 127.0.0.1 unless told otherwise. Reads (GET) stay open.
-`service.limits` applies the same check to the headers before the body is read.
+`service.api.limits` applies the same check to the headers before the body is read.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 
 from cep.runtime.driver import Driver
 from cep.runtime.records import Batch, DeadLetter, Result
-from service.checkpoint import KafkaRunnerError, RewindError
+from service.kafka.checkpoint import KafkaRunnerError, RewindError
 
 log = logging.getLogger("cep.kafka")
 

@@ -1,7 +1,7 @@
 """The Kafka runner: consume the configured topics, run the engine, produce alerts.
 
     run_kafka(settings, engine, control, on_alerts, stop, ready)   # `cep serve`, Kafka mode
-    python -m service.kafka_runner --config cep.toml               # the runner alone
+    python -m service.kafka.runner --config cep.toml               # the runner alone
 
 One loop in the calling thread owns the engine:
 
@@ -16,7 +16,7 @@ One loop in the calling thread owns the engine:
                inside the open transaction), then the next offset to commit
             -> driver.tick() every tick_interval_ms (idle watermarks, timers)
             -> checkpoint every checkpoint_interval_ms / checkpoint_records
-               (the order of its steps: service/checkpoint.py)
+               (the order of its steps: service/kafka/checkpoint.py)
     revoke: checkpoint before the partitions go; lost: back to the last checkpoint
     stop:   finish the batch, checkpoint, close the consumer (leaves the group), close
 
@@ -50,20 +50,20 @@ from cep.runtime.records import Alert, Batch, DeadLetter, Result
 from cep.state.rocks import RocksStore, StateCorruptionError, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
-from service import watchdog
-from service.bounded import CallTimedOut, bounded
-from service.checkpoint import (
+from service.config import Settings
+from service.control import Control
+from service.kafka import watchdog
+from service.kafka.bounded import CallTimedOut, bounded
+from service.kafka.changelog import CHANGELOG_CONFIG, Recovery, recover_store
+from service.kafka.checkpoint import (
     AtLeastOnceCheckpoint,
     ExactlyOnceCheckpoint,
     KafkaRunnerError,
     RewindError,
     Transactions,
 )
-from service.config import Settings
-from service.control import Control
-from service.dead_letters import dead_letter_record
-from service.kafka_changelog import CHANGELOG_CONFIG, Recovery, recover_store
-from service.kafka_io import (
+from service.kafka.dead_letters import dead_letter_record
+from service.kafka.io import (
     TP,
     Deliveries,
     PartitionBatch,
@@ -79,9 +79,8 @@ from service.kafka_io import (
     producer_config,
     topic_max_message_bytes,
 )
-from service.kafka_state import load_engine, register_partitions, stored_offsets
-from service.poison import PoisonGuard
-from service.record_limits import (
+from service.kafka.poison import PoisonGuard
+from service.kafka.record_limits import (
     CHANGELOG_OVERHEAD,
     OversizedState,
     check_changelog_limit,
@@ -90,8 +89,9 @@ from service.record_limits import (
     shrink_dead_letter,
     state_dead_letter,
 )
-from service.stall import StallCheck
-from service.watchdog import Progress
+from service.kafka.stall import StallCheck
+from service.kafka.store import load_engine, register_partitions, stored_offsets
+from service.kafka.watchdog import Progress
 
 log = logging.getLogger("cep.kafka")
 
@@ -162,8 +162,8 @@ class KafkaRunner:
                                                       self.k.wedged_after_ms / 1000)
         self.consumer_fatal: KafkaError | None = None
         self._stall = StallCheck(self)
-        self.limits = limits_of(self.k)  # poison records (service/record_limits.py)
-        self.poison = PoisonGuard()  # records that fail again and again (service/poison.py)
+        self.limits = limits_of(self.k)  # poison records (service/kafka/record_limits.py)
+        self.poison = PoisonGuard()  # records that fail again and again (service/kafka/poison.py)
         self._to_notify: list[Alert] = []
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
@@ -207,7 +207,7 @@ class KafkaRunner:
 
     def _iteration(self) -> None:
         try:
-            self._stall.beat()  # the watchdog (service/watchdog.py); may stop the runner
+            self._stall.beat()  # the watchdog (service/kafka/watchdog.py); may stop the runner
             if self.control.run_pending(self.engine):
                 self._patterns_changed()
             if self.pending_rewind is not None:
@@ -413,7 +413,7 @@ class KafkaRunner:
 
     def _limit_state(self, puts: dict[bytes, bytes | None]) -> int:
         """A checkpoint's state puts over kafka.max_state_bytes_per_key: the key is
-        dropped and dead-lettered (service/record_limits.py)."""
+        dropped and dead-lettered (service/kafka/record_limits.py)."""
         limit = self.limits.max_state_bytes_per_key
 
         def dropped(o: OversizedState) -> None:
@@ -617,7 +617,7 @@ class KafkaRunner:
 
     def _emit_dead(self, dead: list[DeadLetter], b: PartitionBatch, stream: str) -> None:
         """Each dead letter with its record's original key and bytes (see
-        service/dead_letters.py)."""
+        service/kafka/dead_letters.py)."""
         offsets = [_offset(d) for d in dead]
         raw = b.raw(offsets)
         topic = self.k.dead_letter_topic
@@ -758,9 +758,9 @@ def _wm(w: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from service.config import load_settings
-    from service.kafka_engine import engine_from_settings
+    from service.kafka.engine_factory import engine_from_settings
 
-    ap = argparse.ArgumentParser(prog="python -m service.kafka_runner",
+    ap = argparse.ArgumentParser(prog="python -m service.kafka.runner",
                                  description="Run the cep Kafka runner without the REST API.")
     ap.add_argument("--config", help="cep.toml (CEP_... environment variables override it)")
     ap.add_argument("--log-level", default="INFO")
