@@ -83,7 +83,7 @@ class ApiConfig(BaseModel):
     token: str | None = None  # bearer token for every mutating endpoint
     max_body_bytes: int = 10 * 1024 * 1024  # authenticated PUT / DELETE / POST /events
     max_open_body_bytes: int = 16 * 1024  # requests to endpoints without a body (GET ...)
-    max_test_body_bytes: int = 1024 * 1024  # POST /patterns/test (open: no token needed)
+    max_test_body_bytes: int = 4 * 1024 * 1024  # dry runs: /patterns/test and /backtest (open)
     max_test_alerts: int = 1000  # POST /patterns/test answers at most this many alerts
     recent_alerts: int = 10_000
     compile_timeout_s: float = 10.0  # posted pattern text: compile time bound (a child process)

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service.api import alerts, events, models, ops, patterns
+from service.api import alerts, backtest, console, events, models, ops, patterns
 from service.api.limits import BodyLimitMiddleware, BodyLimits
 from service.api.models import ModelConflictError, conflict_problem
 from service.api.schemas import DiagnosticModel
@@ -67,7 +67,7 @@ def create_app(
     api = settings.api
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
         api.max_body_bytes, api.max_open_body_bytes, api.max_test_body_bytes, api.token))
-    for module in (patterns, models, events, alerts, ops):
+    for module in (patterns, models, events, alerts, ops, backtest, console):
         app.include_router(module.router)
     _error_handlers(app)
     return app

@@ -4,12 +4,13 @@ Which body a request may send is decided from its method, path and `Authorizatio
 header alone, before one byte of the body is read (`body_policy`):
 
 - a request to an endpoint that needs the API token (PUT/DELETE /patterns/NAME and
-  /models/NAME, POST /events) without the right token is answered 401 at once;
+  /models/NAME, POST /events, POST /patterns/NAME/rollback) without the right token
+  is answered 401 at once;
 - with the token (or with no token configured) such a request may send up to
   `api.max_body_bytes`;
 - the open endpoints that take a body have their own, smaller limits: pattern text
   for `POST /patterns/validate` (`MAX_SOURCE_BYTES` and a little), a dry run for
-  `POST /patterns/test` (`api.max_test_body_bytes`);
+  `POST /patterns/test` and `POST /patterns/backtest` (`api.max_test_body_bytes`);
 - every other request (GET /health, ...) may send `api.max_open_body_bytes` (small).
 
 A declared `Content-Length` above the limit is refused (413) before anything is read.
@@ -44,7 +45,9 @@ _PROTECTED = (
     ("POST", re.compile(r"/events/?")),
     ("PUT", re.compile(r"/(patterns|models)/[^/]+/?")),
     ("DELETE", re.compile(r"/(patterns|models)/[^/]+/?")),
+    ("POST", re.compile(r"/patterns/[^/]+/rollback/?")),
 )
+DRY_RUNS = ("/patterns/test", "/patterns/backtest")
 VALIDATE_BODY_BYTES = MAX_SOURCE_BYTES + 64 * 1024
 STREAMED = (("POST", "/events"),)
 
@@ -92,7 +95,7 @@ def body_policy(scope: Scope, limits: BodyLimits) -> Policy:
         return Policy(cap, streamed=(method, path.rstrip("/")) in STREAMED)
     if method == "POST" and path == "/patterns/validate":
         return Policy(min(cap, VALIDATE_BODY_BYTES))
-    if method == "POST" and path == "/patterns/test":
+    if method == "POST" and path.rstrip("/") in DRY_RUNS:
         return Policy(min(cap, limits.max_test_body_bytes))
     return Policy(min(cap, limits.max_open_body_bytes))
 

@@ -149,7 +149,7 @@ def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[Pattern
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
     catalog, store = svc.catalog, svc.patterns_store
-    _bounded(svc, body)
+    bounded_compile(svc, body)
     with catalog.lock:
         pattern = load_one(body, name, svc.registry.feature_names())
         text = body.decode("utf-8")  # load_one checked it is UTF-8
@@ -230,8 +230,9 @@ async def delete_pattern(name: PatternName, request: Request) -> PatternDeleted:
 # ---------------------------------------------------------------- dry runs
 
 
-def _bounded(svc: ServiceState, body: bytes) -> None:
-    """Posted text is compiled by a bounded child process first (service/compile_guard)."""
+def bounded_compile(svc: ServiceState, body: bytes) -> None:
+    """Posted text is compiled by a bounded child process first
+    (service/api/compile_guard.py)."""
     api = svc.settings.api
     check_compile_cost(body, svc.registry.feature_names(), timeout_s=api.compile_timeout_s,
                        memory_mb=api.compile_memory_mb)
@@ -241,7 +242,7 @@ def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:
     try:
         patterns, diags = check_source(body, svc.registry.feature_names())
         if not any(d.severity == "error" for d in diags):
-            _bounded(svc, body)
+            bounded_compile(svc, body)
     except PatternError as err:
         return ValidateResponse(ok=False, patterns=[],
                                 diagnostics=[DiagnosticModel.of(d) for d in err.diagnostics])
@@ -267,7 +268,7 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
     except (orjson.JSONDecodeError, ValidationError) as err:
         raise HTTPException(422, f"the body must be a JSON object with `source` (pattern "
                             f"text) and `events` (a list of events): {err}") from None
-    _bounded(svc, req.source.encode())
+    bounded_compile(svc, req.source.encode())
     patterns = load_patterns(req.source, svc.registry.feature_names())
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
                     scorer=snapshot_scorer(svc.registry), track_changes=False)

@@ -42,7 +42,8 @@ def test_protected_endpoint_without_token_is_refused_before_its_body(tmp_path: P
     with live_server(app) as url:
         # 9 MB announced, nothing sent: the answer comes at once, from the headers
         for method, path in [("PUT", "/patterns/p"), ("POST", "/events"),
-                             ("PUT", "/models/m"), ("DELETE", "/patterns/p")]:
+                             ("PUT", "/models/m"), ("DELETE", "/patterns/p"),
+                             ("POST", "/patterns/p/rollback")]:
             t0 = time.monotonic()
             out = _raw(url, f"{method} {path} HTTP/1.1\r\nHost: x\r\n"
                             f"Content-Length: 9000000\r\n\r\n".encode())
@@ -65,8 +66,9 @@ def test_open_endpoints_have_small_limits_also_for_chunked_bodies(
     assert r.status_code == 413 and "16384 bytes" in r.json()["detail"]
     assert client.request("GET", "/health", content=chunks(10)).status_code == 413
     assert client.request("GET", "/health", content=b"x" * 100).status_code == 200
-    r = client.post("/patterns/test", content=b"[" + b" " * 1_100_000 + b"]")
-    assert r.status_code == 413
+    for dry_run in ("/patterns/test", "/patterns/backtest"):
+        r = client.post(dry_run, content=b"[" + b" " * 4_200_000 + b"]")
+        assert r.status_code == 413, dry_run
     r = client.post("/patterns/validate", content=b"#" * 400_000)
     assert r.status_code == 413
     # the token-protected ones keep api.max_body_bytes (no token configured here)
