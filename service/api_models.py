@@ -26,7 +26,6 @@ from service.api_patterns import service
 from service.build import NAME_PATTERN, load_patterns
 from service.responses import E401, E413, E503, problem
 from service.schemas import (
-    DiagnosticModel,
     FeatureModel,
     ModelDeleted,
     ModelInfo,
@@ -158,9 +157,4 @@ async def delete_model(name: ModelName, request: Request) -> ModelDeleted:
     return await run_in_threadpool(delete_model_sync, service(request), name)
 
 
-def conflict_problem(err: ModelConflictError) -> dict[str, object]:
-    return {"detail": err.detail,
-            "diagnostics": [DiagnosticModel.of(d).model_dump() for d in err.diagnostics]}
-
-
-__all__ = ["ModelConflictError", "ModelError", "conflict_problem", "router"]
+__all__ = ["ModelConflictError", "ModelError", "router"]

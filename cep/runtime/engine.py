@@ -66,7 +66,7 @@ class DeadLetter:
 
 
 class Alert:
-    """An alert record (the JSON object of architecture.md) and where it goes."""
+    """An alert record (the JSON object of docs/alerts.md) and where it goes."""
 
     __slots__ = ("key", "record", "topic")
 
