@@ -2,9 +2,11 @@
 
 Batches cross this boundary, not events. For each batch:
 
-1. per clock (one per distinct time field; usually one): read each event's time;
-   missing or unparseable time, a time too far in the future, or a time at or before
-   the watermark (late) make a dead letter with that reason, never a silent drop;
+0. events that violate their stream's declared schema are dead letters (`schema`);
+1. per clock (one per distinct time field; usually one): read each event's time in
+   its stream's time unit (cep/streams.py); missing or unparseable time, a time too
+   far in the future, or a time at or before the watermark (late) make a dead letter
+   with that reason and a detail, never a silent drop;
 2. the clock observes the batch and recomputes its watermark;
 3. per pattern: the generated prefilter reads the key and drops events that cannot
    matter (no object is made for them); `let` values (model scores) are computed for
@@ -33,11 +35,13 @@ from typing import Any
 
 import orjson
 
-from cep.compiler.env import path_get, to_ms
+from cep.compiler import env
+from cep.compiler.env import path_get
 from cep.compiler.plan import CompiledPattern, EmitPlan
 from cep.errors import ModelError
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output, Run, match_events
+from cep.streams import DEFAULT_TIME, PLAUSIBLE_MS, StreamSchema, TimeSpec, read_time
 
 # score(model name, {feature name: column of values}) -> one score per row
 ScoreFn = Callable[[str, dict[str, list[Any]]], Sequence[float]]
@@ -55,6 +59,18 @@ class EngineConfig:
     stream_time_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stream_out_of_orderness_ms: dict[str, int] = field(default_factory=dict)
     max_runs_per_key: int = 10_000
+    # how times are written (cep/streams.py): per stream, else the default
+    stream_time: dict[str, TimeSpec] = field(default_factory=dict)
+    default_time: TimeSpec = DEFAULT_TIME
+    # refuse numeric times outside 1990-2100 in the declared unit (the CLI and the
+    # service turn this on; off by default so unit tests may use small times)
+    plausible_times: bool = False
+    # declared schemas: events that violate their stream's schema are dead letters.
+    # The stream is the one given to process(), else the event's `schema_stream_field`
+    # (backtests), else `default_schema` applies.
+    stream_schemas: dict[str, StreamSchema] = field(default_factory=dict)
+    default_schema: StreamSchema | None = None
+    schema_stream_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +301,22 @@ class PatternRuntime:
 
     # -- time
 
+    def count_mismatches(self, before: int) -> None:
+        """Attribute the type mismatches counted since `before` to this pattern."""
+        n = env.COUNTERS["type_mismatch"] - before
+        if n:
+            self.stats["type_mismatch"] += n
+
     def drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
         """Feed buffered events and fire timers up to the watermark, merged in time
         order (a timer before an event of the same time), like Flink's timer service."""
+        before = env.COUNTERS["type_mismatch"]
+        try:
+            self._drain(watermark, out)
+        finally:
+            self.count_mismatches(before)
+
+    def _drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
         heap = self.heap
         timers = self.timers
         fresh = self.fresh
@@ -351,6 +380,9 @@ class PatternRuntime:
             heapq.heappush(self.timers, (d, _timer_tie(ks.key), ks.key))
 
     # -- introspection
+
+    def type_mismatches(self) -> int:
+        return self.stats["type_mismatch"]
 
     def live_runs(self) -> int:
         return sum(len(ks.runs) for ks in self.states.values())
@@ -431,6 +463,14 @@ class Engine:
     def versions(self, name: str) -> list[PatternRuntime]:
         return [rt for rt in self.runtimes if rt.name == name]
 
+    def type_mismatches(self) -> dict[str, int]:
+        """Per pattern name: values of the wrong type its conditions and measures met
+        (each one made a comparison false or a value null, and was counted)."""
+        out: dict[str, int] = {}
+        for rt in self.runtimes:
+            out[rt.name] = out.get(rt.name, 0) + rt.type_mismatches()
+        return out
+
     def _retire_drained(self) -> None:
         for rt in [rt for rt in self.runtimes if rt.draining and not rt.states and not rt.heap
                    and not rt.fresh]:
@@ -466,7 +506,9 @@ class Engine:
         self.metrics["events_in"] += n
         pos: Sequence[Any] = positions if positions is not None else [None] * n
         runtimes = [rt for rt in self.runtimes if rt.applies(stream)]
-        dead: dict[int, DeadLetter] = {}
+        dead: dict[Any, DeadLetter] = {}
+        if self.config.stream_schemas or self.config.default_schema is not None:
+            events, pos = self._validate(events, pos, stream, dead)
         outs: list[tuple[PatternRuntime, Any, Output]] = []
         by_clock: dict[tuple[str, ...], list[PatternRuntime]] = {}
         for rt in runtimes:
@@ -483,7 +525,10 @@ class Engine:
                 clock.observe(partition, now)
                 clock._wm = now  # arrival time: every event is due at once
             else:
-                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead)
+                spec = self.config.stream_time.get(stream, self.config.default_time) \
+                    if stream is not None else self.config.default_time
+                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock,
+                                          dead, spec)
                 ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
@@ -493,18 +538,51 @@ class Engine:
                     tss = [tss[j] for j in order]
                     ps = [ps[j] for j in order]
             horizon = clock.watermark
+            counters = env.COUNTERS
             for rt in rts:
                 if ds:
+                    before = counters["type_mismatch"]
                     rt.ingest(ds, tss, ps, horizon)
+                    rt.count_mismatches(before)
             wm = clock.watermark
             for rt in rts:
                 rt.drain(wm, outs)
-        for i in sorted(dead):
+        for i in sorted(dead, key=lambda d: d if d.__class__ is int else -1):
             result.dead_letters.append(dead[i])
             self.metrics[f"dead_letter.{dead[i].reason}"] += 1
         result.alerts = self._alerts(outs)
         self._retire_drained()
         return result
+
+    def _validate(
+        self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
+        dead: dict[Any, DeadLetter],
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
+        """Events that violate their stream's schema become dead letters (`schema`);
+        the rest go on. Keys of `dead` for these are ("schema", i): indices of the
+        kept events are renumbered for the later steps."""
+        cfg = self.config
+        schemas = cfg.stream_schemas
+        fixed = schemas.get(stream) if stream is not None else None
+        sf = cfg.schema_stream_field if stream is None else None
+        keep: list[Any] = []
+        kept_pos: list[Any] = []
+        for i, d in enumerate(events):
+            schema = fixed
+            if schema is None and d.__class__ is dict:
+                name = d.get(sf) if sf is not None else None
+                schema = schemas.get(name) if isinstance(name, str) else cfg.default_schema
+            why = schema.violation(d) if schema is not None and d.__class__ is dict else None
+            if why is None:
+                keep.append(d)
+                kept_pos.append(pos[i])
+            else:
+                assert schema is not None
+                dead[("schema", i)] = DeadLetter(d, pos[i], "schema",
+                                                 f"stream {schema.name!r}: {why}")
+        if len(keep) == len(events):
+            return events, pos
+        return keep, kept_pos
 
     def _timed(
         self,
@@ -512,17 +590,22 @@ class Engine:
         pos: Sequence[Any],
         tf: tuple[str, ...],
         clock: Clock,
-        dead: dict[int, DeadLetter],
+        dead: dict[Any, DeadLetter],
+        spec: TimeSpec = DEFAULT_TIME,
     ) -> tuple[list[Any], list[int], list[Any]]:
         wm = clock.watermark
         skew = self.config.max_future_skew_ms
         limit = self.now_ms() + skew if skew is not None else INF
         single = tf[0] if len(tf) == 1 else None
-        if single is not None:
+        plausible = self.config.plausible_times
+        if single is not None and spec.unit == "ms":
             # fast path: every event a dict with an int time, none late or in the future
+            # (nor implausible, when checked)
             try:
                 tss = [d.get(single) for d in events]
-                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit:
+                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit and (
+                        not plausible or (PLAUSIBLE_MS[0] <= min(tss) and
+                        max(tss) <= PLAUSIBLE_MS[1])):
                     return events, tss, pos  # type: ignore[return-value]
             except (AttributeError, TypeError):
                 pass
@@ -534,11 +617,14 @@ class Engine:
                 dead.setdefault(i, DeadLetter(d, pos[i], "malformed", "an event is a JSON object"))
                 continue
             raw = d.get(single) if single is not None else path_get(d, tf)
-            t = raw if raw.__class__ is int else to_ms(raw)
+            if raw is None:
+                detail = f"time field {'.'.join(tf)} is missing or null"
+                dead.setdefault(i, DeadLetter(d, pos[i], "missing_time", detail))
+                continue
+            t, why = read_time(raw, spec, plausible)
             if t is None:
-                reason = "missing_time" if raw is None else "bad_time"
-                detail = f"time field {'.'.join(tf)}={raw!r}"
-                dead.setdefault(i, DeadLetter(d, pos[i], reason, detail))
+                detail = f"time field {'.'.join(tf)}={raw!r}: {why}"
+                dead.setdefault(i, DeadLetter(d, pos[i], "bad_time", detail))
             elif t > limit:
                 dead.setdefault(
                     i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
@@ -631,6 +717,7 @@ class Engine:
                 if emit.score_calls else []
             )
             scores = self._score_rows(emit.score_calls, feats, len(items))
+            before = env.COUNTERS["type_mismatch"]
             for j, (_, key, run, t, n) in enumerate(items):
                 try:
                     measures = emit.fn(run.path, key, t, scores[j])
@@ -641,6 +728,7 @@ class Engine:
                     self.metrics[f"filtered.{plan.name}"] += 1
                     continue
                 made.append((n, self._alert(plan, key, kind, run, t, measures, emit, detected)))
+            rt.count_mismatches(before)
         made.sort(key=lambda x: x[0])
         alerts = [a for _, a in made]
         self.metrics["alerts"] += len(alerts)

@@ -37,8 +37,12 @@ def pattern_file(tmp_path: Path) -> Path:
     return p
 
 
+T0 = 1_763_712_000_000  # 2025-11-21T08:00:00Z: backtests refuse implausible epoch times
+
+
 def ev(i: int, ts: int, kind: str, user: str = "u1", **kw: object) -> dict[str, object]:
-    return {"id": f"e{i}", "ts": ts, "kind": kind, "user": user, **kw}
+    """An event at T0 + ts milliseconds."""
+    return {"id": f"e{i}", "ts": T0 + ts, "kind": kind, "user": user, **kw}
 
 
 def read_jsonl(p: Path) -> list[dict[str, object]]:
@@ -109,8 +113,9 @@ def test_gzip_input_and_labels(tmp_path: Path, pattern_file: Path) -> None:
             f.write(orjson.dumps(r) + b"\n")
     report = run_backtest(compile_paths([str(pattern_file)]), [path], out=tmp_path / "a.jsonl",
                           label_field="label")
-    assert report.labels == {"pair": {"alerts": 2, "true_positives": 1, "precision": 0.5,
-                                      "incidents": 2, "detected": 1, "recall": 0.5}}
+    assert report.labels == {"pair": {"label": "pair", "alerts": 2, "true_positives": 1,
+                                      "precision": 0.5, "incidents": 2, "detected": 1,
+                                      "recall": 0.5, "alerts_per_incident": 1.0}}
 
 
 def test_alert_ids_are_deterministic(tmp_path: Path, pattern_file: Path) -> None:

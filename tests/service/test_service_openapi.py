@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 from fastapi.testclient import TestClient
-from service_helpers import card_events, ndjson
+from service_helpers import T0, card_events, ndjson
 
 from cep.compiler.plan import compile_pattern
 from cep.dsl import load_file
@@ -87,7 +87,7 @@ def test_every_error_is_problem_details(client: TestClient) -> None:
                        422)
     assert body["diagnostics"][0]["line"] == 1
     _is_problem(client.get("/alerts", params={"since": "yesterday-ish"}), 422)
-    ok = client.post("/events", content=ndjson(card_events("c1", 1000)),
+    ok = client.post("/events", content=ndjson(card_events("c1", T0)),
                      headers={"content-type": "application/x-ndjson"})
     assert ok.status_code == 200
 
