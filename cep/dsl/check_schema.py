@@ -83,9 +83,10 @@ def field_reads(ctx: Context) -> Iterator[tuple[str, Expr, Scope]]:
                         node.path[0] in scope.measures:
                     continue
                 r = resolve_ref(node.path, ctx.stage_names, ctx.let_names)
-                if r.kind == "field" or (r.kind == "stage" and r.path):
-                    yield ".".join(r.path), node, scope
-            elif isinstance(node, Member):
+                if r.kind == "field" or (r.kind == "stage" and r.path and
+                                         r.path[0] not in ctx.let_names):
+                    yield ".".join(r.path), node, scope  # (`s.risk` of a let is no field)
+            elif isinstance(node, Member) and node.path[0] not in ctx.let_names:
                 yield ".".join(node.path), node, scope
 
 
