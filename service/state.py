@@ -120,6 +120,11 @@ class ServiceState:
         activate(None)
 
     def _publish(self, alerts: list[Alert]) -> None:
+        if not self.settings.embedded:
+            # in Kafka mode an alert without `emit to` went to the alert topic: say so
+            default = self.settings.kafka.alert_topic
+            alerts = [a if a.topic is not None else Alert(default, a.key, a.record)
+                      for a in alerts]
         self.hub.publish(alerts)
         self.metrics.recent_alerts.set(len(self.hub))
 
