@@ -62,7 +62,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send) -> None:
         body = (
-            b'{"type":"about:blank","title":"Content Too Large","status":413,'
+            b'{"type":"about:blank","title":"Request Entity Too Large","status":413,'
             b'"detail":"request body exceeds the limit of %d bytes (api.max_body_bytes)"}'
             % self.max
         )
