@@ -111,13 +111,19 @@ class PatternTestRequest(BaseModel):
 
 
 class DeadLetterModel(BaseModel):
-    """An event the engine could not take, and why (nothing is dropped silently)."""
+    """One dead letter, the same record in every mode (`DeadLetter.to_json`): `event`
+    is the decoded event, `raw` the original text of input that was not JSON. Nothing
+    is dropped silently."""
 
-    reason: str = Field(description="malformed | missing_time | bad_time | schema | "
-                        "future_timestamp | late | missing_key | decode_error")
-    detail: str = Field("", description="what exactly was wrong, e.g. the likely time unit")
-    position: Any = Field(None, description="where it came from: [\"http\", request, "
-                          "line] / [file, line] / [topic, partition, offset]")
+    reason: str = Field(description="malformed | schema | missing_time | bad_time | "
+                        "future_timestamp | late | missing_key")
+    detail: str = Field("", description="what exactly was wrong, e.g. the field that "
+                        "violates the schema or the likely time unit")
+    position: list[Any] | None = Field(
+        None, description='where it came from: ["http", request, index], [file, line], '
+        '[topic, partition, offset], ["test", index]')
+    event: Any = None
+    raw: str | None = None
 
 
 class PatternTestResponse(BaseModel):

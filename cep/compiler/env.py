@@ -3,7 +3,7 @@
 Generated conditions and measures run with an empty `__builtins__` and this namespace.
 Every helper is total: it never raises on user data. Missing data and nulls give
 `None` (SQL's UNKNOWN), type mismatches give `None` too and are counted in
-`COUNTERS["type_mismatch"]`, so a bad event can never stop the stream.
+`cep.counters.COUNTERS["type_mismatch"]`, so a bad event can never stop the stream.
 
 Boolean helpers return True, False or None (three-valued logic); the code generator
 turns `x is True` / `x is False` into conditions, so `not` of an unknown stays unknown.
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import re2
 
-COUNTERS: dict[str, int] = {"type_mismatch": 0, "arithmetic_error": 0}
+from cep.counters import COUNTERS
+from cep.values import normalise_key, path_get, to_ms
 
 _NUM = (int, float)
 
@@ -181,14 +181,6 @@ def negate(a: Any) -> Any:
 
 
 # ---------------------------------------------------------------- event access
-
-
-def path_get(d: Any, path: tuple[str, ...]) -> Any:
-    for p in path:
-        if d.__class__ is not dict:
-            return None
-        d = d.get(p)
-    return d
 
 
 def stage_events(node: Any, stage: int) -> list[Any]:
@@ -364,25 +356,6 @@ def f_coalesce(*xs: Any) -> Any:
     return None
 
 
-def to_ms(x: Any) -> int | None:
-    """Event time from a field: epoch milliseconds (int/float) or an ISO-8601 string."""
-    if x.__class__ is int:
-        return int(x)
-    if x.__class__ is float:
-        if x != x or x in (math.inf, -math.inf):
-            return None
-        return int(x)
-    if x.__class__ is str:
-        try:
-            dt = datetime.fromisoformat(x.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            return None  # naive times are ambiguous: refuse them
-        return int(dt.timestamp() * 1000)
-    return None
-
-
 def f_hour(t: Any) -> Any:
     ms = to_ms(t) if t.__class__ is not int else t
     if ms is None:
@@ -411,20 +384,6 @@ def f_distance_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
-
-
-def normalise_key(k: Any) -> Any:
-    """Keys are scalars; a missing, null or structured value means 'no key'."""
-    if k is None or k.__class__ is dict or k.__class__ is list:
-        return None
-    if k.__class__ is float:
-        if k != k:
-            return None
-        if k.is_integer():
-            return int(k)  # 1.0 and 1 are one key, written as 1
-    elif k.__class__ is bool:
-        return "true" if k else "false"  # not the same key as 1 / 0
-    return k
 
 
 def compile_regex(pattern: str) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from cep.compiler.plan import compile_pattern
 from cep.dsl import check, parse
 from cep.dsl.codes import CODES
-from cep.runtime.engine import BatchResult, Engine, EngineConfig
+from cep.runtime.engine import Engine, EngineConfig, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "language.md"
@@ -60,7 +60,7 @@ def test_worked_examples_give_the_documented_alerts(example: int) -> None:
     source, events, expected = examples[example]
     (pattern,) = parse(source).patterns
     engine = Engine([compile_pattern(pattern)], EngineConfig(), now_ms=lambda: 0)
-    result = BatchResult()
+    result = Result()
     for line in events.splitlines():
         result.extend(engine.process([json.loads(line)]))
     result.extend(engine.finish())
