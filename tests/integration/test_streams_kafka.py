@@ -26,6 +26,7 @@ def test_kafka_runner_applies_the_stream_declaration(
     kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
 ) -> None:
     alerts, dead = backtest(tmp_path / "bt")
+    assert [(d["reason"], d["detail"]) for d in dead] == REASONS
     topic = topic_factory(partitions=1)
     cfg = write_config(tmp_path / "kafka", kafka_bootstrap, topic, patterns=PATTERN)
     text = cfg.read_text()
