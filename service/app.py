@@ -24,6 +24,7 @@ from service import (
     api_models,
     api_ops,
     api_patterns,
+    api_streams,
     openapi,
     problems,
 )
@@ -74,7 +75,7 @@ def create_app(
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (api_patterns, api_models, api_events, api_alerts, api_ops):
+    for module in (api_patterns, api_models, api_events, api_alerts, api_streams, api_ops):
         app.include_router(module.router)
     _error_handlers(app)
     openapi.install(app)

@@ -48,6 +48,16 @@ def _link_alerts(node: Any) -> Any:
     return node
 
 
+def _is_error(resp: dict[str, Any]) -> bool:
+    """A response documented as an error (Problem, FastAPI's validation error) or
+    with no body given."""
+    content = resp.get("content")
+    if not content:
+        return True
+    refs = {str(c.get("schema", {}).get("$ref", "")) for c in content.values()}
+    return refs <= {PROBLEM_REF["$ref"], "#/components/schemas/HTTPValidationError"}
+
+
 def complete(spec: dict[str, Any]) -> dict[str, Any]:
     spec = _link_alerts(spec)
     components = spec.setdefault("components", {}).setdefault("schemas", {})
@@ -58,8 +68,8 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
         for op in ops.values():
             responses: dict[str, Any] = op.get("responses", {})
             for status, resp in responses.items():
-                if not status.isdigit() or int(status) < 400:
-                    continue
+                if not status.isdigit() or int(status) < 400 or not _is_error(resp):
+                    continue  # (e.g. /ready's 503 answers with its own body)
                 resp["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
                 if status == "422" and resp.get("description") == "Validation Error":
                     resp["description"] = "invalid request (problem details with `errors`)"

@@ -74,3 +74,17 @@ def test_type_mismatches_are_in_metrics(client: TestClient) -> None:
             break
         time.sleep(0.05)
     assert line.split()[-1] in ("5.0", "6.0"), line
+
+
+def test_get_streams_lists_declared_schemas(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(streams={
+        "transactions": StreamConfig(fields=FIELDS, time_unit="s"),
+        "logins": StreamConfig(topic="auth.logins"),
+    })
+    body = client.get("/streams").json()
+    assert body["default_stream"] == "events"
+    logins, txn = body["streams"]
+    assert (logins["name"], logins["topic"], logins["schema"]) == ("logins", "auth.logins", None)
+    assert (txn["time_unit"], txn["time_field"]) == ("s", "ts")
+    assert txn["schema"]["properties"]["amount"] == {"type": "number"}
+    assert set(txn["schema"]["required"]) == set(FIELDS)
