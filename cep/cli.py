@@ -109,7 +109,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if label_map and not args.label_field:
         raise CepError("--label-map needs --label-field (the event field holding labels)")
     models = registry.feature_names() if registry is not None else None
-    from cep.compiler.plan import compile_pattern
+    from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_paths
 
     plans = [compile_pattern(p) for p in load_paths(args.patterns, models=models,

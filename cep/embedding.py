@@ -52,7 +52,7 @@ def compile_paths(
 ) -> list[CompiledPattern]:
     """Compile `.cep` files and directories (every `*.cep` in them). Raises
     `cep.PatternError` with every diagnostic (file, line, column, snippet)."""
-    from cep.compiler.plan import compile_pattern
+    from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_paths
 
     models = registry.feature_names() if registry is not None else None
@@ -69,7 +69,7 @@ def compile_source(
 ) -> list[CompiledPattern]:
     """Compile pattern text (one or more patterns); `name` is the file name its
     diagnostics show."""
-    from cep.compiler.plan import compile_pattern
+    from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_source
 
     features = models.feature_names() if models is not None else None

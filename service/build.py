@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cep.compiler.plan import CompiledPattern, compile_pattern
+from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import check, parse
 from cep.dsl.ast import Pattern, Span
 from cep.dsl.diagnostics import diagnostic

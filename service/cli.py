@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from cep import cli as engine_cli
 from service import logs
-from service.consumer import DEFAULT_RETRIES
+from service.alerts_tail import DEFAULT_RETRIES
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -22,7 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from service.consumer import tail
+    from service.alerts_tail import tail
 
     result: int = tail(args)
     return result

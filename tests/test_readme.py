@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cep.synth import generate
 from service.config import Settings
-from service.produce import parse_key_fields
+from service.kafka.produce import parse_key_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text("utf-8")
@@ -70,7 +70,7 @@ def test_kafka_section_has_its_own_state_directory() -> None:
 
 def test_produce_example_keys_each_stream_by_a_field_it_has() -> None:
     (kafka,) = [t for n, t in sections().items() if n.startswith("Run it against Kafka")]
-    cmd = re.search(r"python -m service.produce (.*?)&", kafka, re.S)
+    cmd = re.search(r"python -m service.kafka.produce (.*?)&", kafka, re.S)
     assert cmd is not None
     argv = shlex.split(cmd.group(1).replace("\\\n", " "))
     keys = parse_key_fields([argv[i + 1] for i, a in enumerate(argv) if a == "--key-field"])

@@ -79,7 +79,7 @@ class PatternRuntime:
         self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
     ) -> None:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
-        `horizon` is the watermark after this batch (see the prefilter in plan.py).
+        `horizon` is the watermark after this batch (see the prefilter in cep/compiler/pipeline.py).
         Events the pattern cannot key but would start on are added to `unkeyed`."""
         plan = self.plan
         if plan.order_by:  # ties in time are taken in order-by order, before relevance

@@ -19,7 +19,7 @@ import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from service.app import create_app
+from service.api.app import create_app
 from service.config import ApiConfig, Settings
 
 CHROMIUM = os.environ.get("CEP_CHROMIUM", "/usr/bin/chromium")

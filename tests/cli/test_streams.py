@@ -12,7 +12,7 @@ import pytest
 
 from cep.backtest import StreamsSetup, format_summary, run_backtest
 from cep.cli import compile_paths, main
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import check, load_source, parse
 from cep.errors import PatternError
 from cep.runtime.engine import Engine, EngineConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import check, parse
 from cep.dsl.codes import CODES
 from cep.runtime.engine import Engine, EngineConfig, Result

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from service_helpers import CARD_TESTING, T0, make_settings
 
-from service.app import create_app
+from service.api.app import create_app
 
 # The schema is read at collection (/openapi.json needs no running engine). schemathesis
 # runs the app's lifespan around each operation's test, so each starts a fresh service
@@ -46,7 +46,10 @@ def _ndjson(ctx: Any, value: Any) -> bytes:
         return value
     if isinstance(value, str):
         return value.encode()
-    return orjson.dumps(value, default=str)
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:  # integers beyond 64 bits: orjson refuses them, JSON does not
+        return json.dumps(value, default=str).encode()
 
 
 @pytest.fixture(scope="module", autouse=True)

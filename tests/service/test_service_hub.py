@@ -10,9 +10,9 @@ from typing import Any
 from service_helpers import make_settings
 
 from cep.runtime.engine import Alert
+from service.api.hub import AlertFilter, AlertHub, key_text
 from service.config import KafkaConfig
-from service.hub import AlertFilter, AlertHub, key_text
-from service.state import ServiceState
+from service.service_state import ServiceState
 
 
 def alert(pattern: str = "p", key: Any = "k", severity: str = "low", **rec: Any) -> Alert:

@@ -12,7 +12,7 @@ import jsonschema
 from fastapi.testclient import TestClient
 from service_helpers import T0, card_events, ndjson
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_file
 from cep.runtime.engine import Engine
 from cep.schemas import alert_schema

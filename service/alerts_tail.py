@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
-from service.sse import parse_sse
+from service.api.sse import parse_sse
 
 MAX_BACKOFF_S = 10.0
 DEFAULT_RETRIES = 5  # failed connection attempts in a row before giving up
@@ -123,7 +123,7 @@ def tail_sse(
 
 
 def _matches(rec: Any, filters: dict[str, str]) -> bool:
-    from service.hub import key_text
+    from service.api.hub import key_text
 
     if not isinstance(rec, dict):
         return False

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from cep.schemas import alert_schema
-from service.problems import MEDIA_TYPE
-from service.schemas import ALERT_MARKER
+from service.api.problems import MEDIA_TYPE
+from service.api.schemas import ALERT_MARKER
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 

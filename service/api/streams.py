@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from service.api_patterns import service
+from service.api.patterns import service
 
 router = APIRouter(tags=["streams"])
 
