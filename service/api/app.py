@@ -17,7 +17,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service.api import alerts, docs, events, models, openapi, ops, patterns, problems, streams
+from service.api import (
+    alerts,
+    backtest,
+    console,
+    docs,
+    events,
+    models,
+    openapi,
+    ops,
+    patterns,
+    problems,
+    streams,
+)
 from service.api.limits import BodyLimitMiddleware
 from service.api.models import ModelConflictError
 from service.api.schemas import DiagnosticModel
@@ -65,7 +77,7 @@ def create_app(
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (patterns, models, events, alerts, streams, ops):
+    for module in (patterns, models, events, alerts, streams, ops, backtest, console):
         app.include_router(module.router)
     _error_handlers(app)
     openapi.install(app)
