@@ -30,9 +30,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import HTTPException
 
 from cep.dsl.limits import MAX_SOURCE_BYTES
+from service.api.problems import MEDIA_TYPE, problem_body
 from service.api.security import AUTH_MISSING, AUTH_WRONG
 
 Scope = MutableMapping[str, Any]
@@ -177,14 +179,13 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 async def _answer(send: Send, status: int, detail: str,
                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    import orjson
-
-    body = orjson.dumps({"detail": detail})
+    """An RFC 9457 problem (service/api/problems.py), as every error of the API."""
+    body = orjson.dumps(problem_body(status, detail))
     await send({
         "type": "http.response.start",
         "status": status,
         "headers": [
-            (b"content-type", b"application/json"),
+            (b"content-type", MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
             *(headers or []),

@@ -7,19 +7,20 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.patterns import engine_snapshot, service
+from service.api.problems import problem
+from service.api.responses import problem as problem_response
 from service.api.schemas import Health, Ready
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", response_model=Health,
-            responses={503: {"model": Health, "description": "the runner's loop is wedged"}},
+            responses=problem_response(503, "Kafka mode: the runner's loop is wedged"),
             summary="Liveness: the process answers (and, with Kafka, its loop comes round)")
 def health(request: Request) -> Response:
     wedged = service(request).wedged()
     if wedged is not None:
-        return JSONResponse(Health(status="wedged", detail=wedged).model_dump(),
-                            status_code=503)
+        return problem(503, wedged)
     return JSONResponse({"status": "ok"})
 
 

@@ -151,7 +151,7 @@ def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[Pattern
     catalog, store = svc.catalog, svc.patterns_store
     bounded_compile(svc, body)
     with catalog.lock:
-        pattern = load_one(body, name, svc.registry.feature_names())
+        pattern = load_one(body, name, svc.registry.feature_names(), schemas=svc.schemas)
         text = body.decode("utf-8")  # load_one checked it is UTF-8
         version = catalog.next_version(name)
         entry = make_entry(pattern, version, "api", text, None)
@@ -240,7 +240,8 @@ def bounded_compile(svc: ServiceState, body: bytes) -> None:
 
 def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:
     try:
-        patterns, diags = check_source(body, svc.registry.feature_names())
+        patterns, diags = check_source(body, svc.registry.feature_names(),
+                                       schemas=svc.schemas)
         if not any(d.severity == "error" for d in diags):
             bounded_compile(svc, body)
     except PatternError as err:
@@ -269,7 +270,7 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
         raise HTTPException(422, f"the body must be a JSON object with `source` (pattern "
                             f"text) and `events` (a list of events): {err}") from None
     bounded_compile(svc, req.source.encode())
-    patterns = load_patterns(req.source, svc.registry.feature_names())
+    patterns = load_patterns(req.source, svc.registry.feature_names(), schemas=svc.schemas)
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
                     scorer=snapshot_scorer(svc.registry), track_changes=False)
     out = ListSink()

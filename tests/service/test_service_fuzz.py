@@ -48,7 +48,7 @@ def _ndjson(ctx: Any, value: Any) -> bytes:
         return value.encode()
     try:
         return orjson.dumps(value, default=str)
-    except TypeError:  # an integer beyond 64 bits (orjson refuses it; json does not)
+    except TypeError:  # integers beyond 64 bits: orjson refuses them, JSON does not
         return json.dumps(value, default=str).encode()
 
 
