@@ -5,11 +5,13 @@
 
 - `c<i>(d, ts, key, lets, path)`: condition i, True iff it is TRUE for the current
   event `d` (a dict) given the partial match `path`;
-- `prefilter(ds, tss, get, create, out)`: the per-batch fast path. For each event it
-  reads the key, and decides relevance: a key with no state needs an event that can
-  start a match (the event-local conditions of the start stage); a key with state
-  needs an event that can touch any condition, unless some contiguity is strict.
-  Events that fail touch nothing; no objects are made for them;
+- `prefilter(ds, tss, horizon, get, create, out, ticks)`: the per-batch fast path. For
+  each event it reads the key, and decides relevance: a key with no state needs an
+  event that can start a match (the event-local conditions of the start stage); a key
+  with state needs an event that can touch some condition, unless the pattern is not
+  skip-safe (`_is_skip_safe`). Events that fail touch nothing; no objects are made for
+  them, except a `(i, key state)` tick when the pattern has windows: the event's time
+  still advances the key's time, as in Flink;
 - `start_rel`/`any_rel`: the same tests for patterns with `let` values (evaluated
   after the batch's lets are computed);
 - `lets_of`, `let_cols`: per-event `let` values; `let_cols` builds the batch's feature
@@ -58,6 +60,7 @@ class CompiledPattern:
     start_rel: Any
     any_rel: Any
     skip_safe: bool  # an event failing every event-local test is a no-op for live runs
+    timed: bool  # the pattern has windows: skipped events still advance a key's time
     let_names: tuple[str, ...]
     lets_of: Any
     let_cols: Any  # (ds, tss, keys) -> per score call, its feature columns
@@ -152,7 +155,10 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         [codegen.local_part(e, stage_set) for e in conds.exprs]
         + ([] if all(_cond_nonempty(program)) else [ast.Literal(True)])
     )
-    skip_safe = _is_skip_safe(program, pattern)
+    skip_safe = _is_skip_safe(program, pattern, conds)
+    # With windows, a skipped event of a key with state still advances the key's time
+    # (Flink's advanceTime before each timestamp): it becomes a tick, not an event.
+    timed = program.window > 0 or any(w > 0 for w in program.expiry)
     has_lets = bool(pattern.lets)
     for name, expr in (("start_rel", start_expr), ("any_rel", any_expr)):
         ec = ExprCompiler(mod, stage_index, let_index)
@@ -189,9 +195,12 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         if test2 != "True":
             pre += ["    else:"]
             pre += ["        " + ln for ln in setup + ec2.prologue()]
-            pre += [f"        if not {test2}:", "            continue"]
+            pre += [f"        if not {test2}:"]
+            if timed:
+                pre += ["            ticks.append((i, ks))"]
+            pre += ["            continue"]
         pre += ["    out.append((i, ks))"]
-    sb.add("prefilter", "ds, tss, horizon, get, create, out", pre, pattern.span.line,
+    sb.add("prefilter", "ds, tss, horizon, get, create, out, ticks", pre, pattern.span.line,
            "prefilter")
 
     # -- lets
@@ -240,6 +249,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         start_rel=fns["start_rel"],
         any_rel=fns["any_rel"],
         skip_safe=skip_safe,
+        timed=timed,
         let_names=tuple(let_index),
         lets_of=fns["lets_of"],
         let_cols=fns["let_cols"],
@@ -334,14 +344,21 @@ def _cond_nonempty(program: NfaProgram) -> list[bool]:
     ]
 
 
-def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern) -> bool:
-    """True if an event for which every condition is false leaves live partial matches
-    as they are (up to equivalent states), so it can be skipped for keys with state.
+def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern, conds: ConditionTable) -> bool:
+    """True if an event for which every condition is false provably changes no live
+    partial match, so the relevance filter may skip it for keys with state.
 
-    That holds when every state a partial match can rest in has an IGNORE edge that
-    holds when all conditions are false (relaxed contiguity, `then` / `then any`),
-    no IGNORE edge completes a match (a trailing `next not` completes on any event),
-    and there are no groups (their loop-back states rest without IGNORE edges)."""
+    Flink feeds every event of a key to every partial match, and an event failing every
+    condition still fires each edge whose literals are all negated: the IGNORE edge of
+    a relaxed stage, and the edges of the states reached through PROCEED edges. Such an
+    event changes nothing only when, from every state a partial match can rest in, the
+    edges it fires are exactly an IGNORE edge back to that same state. Otherwise it
+    does change something: a relaxed loop moves to its ignore state (which has no
+    PROCEED edge, so a following `next` / `next not` no longer sees the loop as the
+    previous event), a PROCEED into a relaxed stage starts a branch waiting there (one
+    more timed-out partial match), an optional stage moves to its ignore state, a
+    trailing `next not` completes. Groups are never skip-safe (their loop-back states
+    rest without IGNORE edges)."""
     if any(isinstance(s.element, ast.Group) for s in pattern.sequence.steps):
         return False
     resting = {program.start}
@@ -353,9 +370,45 @@ def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern) -> bool:
         st = program.states[idx]
         if idx == program.start or st.kind in (Kind.FINAL, Kind.STOP):
             continue
-        ignores = [e for e in st.edges if e.action == Action.IGNORE]
-        if not any(all(lit < 0 for lit in e.cond) and 0 not in e.cond for e in ignores):
-            return False
-        if any(program.states[e.target].kind == Kind.FINAL for e in ignores):
+        if not _inert(program, conds, idx):
             return False
     return True
+
+
+def _fires_when_all_false(cond: tuple[int, ...], conds: ConditionTable) -> bool:
+    """Does an edge with these literals hold for an event failing every condition?
+    (A composite condition is the conjunction of its literals.)"""
+
+    def value(lit: int) -> bool:
+        if lit == 0:
+            return False
+        i = abs(lit) - 1
+        v = all(value(x) for x in conds.composite[i]) if i in conds.composite else False
+        return v if lit > 0 else not v
+
+    return all(value(lit) for lit in cond)
+
+
+def _inert(program: NfaProgram, conds: ConditionTable, idx: int) -> bool:
+    """An event failing every condition, fed to a run resting at state `idx`, fires
+    exactly one IGNORE edge back to `idx` and nothing else (following PROCEED edges)."""
+    self_ignore = False
+    seen = {idx}
+    stack = [idx]
+    while stack:
+        s = stack.pop()
+        for e in program.states[s].edges:
+            if not _fires_when_all_false(e.cond, conds):
+                continue
+            if e.action == Action.PROCEED:
+                target = program.states[e.target]
+                if target.kind in (Kind.FINAL, Kind.STOP):
+                    return False
+                if e.target not in seen:
+                    seen.add(e.target)
+                    stack.append(e.target)
+            elif e.action == Action.IGNORE and s == idx and e.target == idx:
+                self_ignore = True
+            else:
+                return False
+    return self_ignore

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from flinkdiff import (  # noqa: E402
+from flinkdiff import (
     as_json,
     flink_outcome,
     generate,
@@ -44,7 +44,8 @@ def run_oracle(cases: list[dict[str, Any]], mode: str = "harness") -> list[dict[
         src.write_text("".join(oracle_json(c) + "\n" for c in cases))
         cp = os.pathsep.join([str(CACHE / "lib" / "*"), str(CACHE / "classes")])
         subprocess.run(["java", "-Xmx2g", "-cp", cp, "FlinkOracle", str(src), str(dst), mode],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if QUIET else None)
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL if QUIET else None)
         results = [json.loads(ln) for ln in dst.read_text().splitlines()]
     by_id = {r["id"]: r for r in results}
     return [by_id[c["id"]] for c in cases]

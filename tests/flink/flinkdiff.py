@@ -270,7 +270,9 @@ class Gen:
                 q["consecutive"] = True
             elif m < 0.3:
                 q["combinations"] = True
-            if kind in ("plus", "star", "atleast", "range") and self.rng.random() < 0.15:
+            # greedy with combinations is refused by cep's checker (E222, stricter)
+            if kind in ("plus", "star", "atleast", "range") and self.rng.random() < 0.15 \
+                    and not q.get("combinations"):
                 q["greedy"] = True
         return q
 
@@ -307,13 +309,16 @@ class Gen:
             name = names.pop(0)
             st["name"] = name
             q = None if is_not else self.quant()
-            looping = q is not None and q["kind"] != "opt"
+            # {1} / {1,1} count as a single event in cep (its own aggregates are refused)
+            looping = q is not None and q["kind"] != "opt" and \
+                not (q["kind"] in ("times", "range") and q.get("m", q.get("n")) == 1)
             st["where"] = self.cond(name if looping else None, earlier, singles)
             if q is not None:
                 st["quant"] = q
                 if q["kind"] in ("plus", "star", "atleast") and self.rng.random() < 0.2:
                     st["until"] = ["eq", self.rng.choice(LETTERS)]
             if windows and not in_group and i > 0 and self.rng.random() < 0.1:
+                # a stage window longer than the pattern's is refused by cep (E232)
                 st["within"] = self.rng.randint(1, 6)
             out.append(st)
             if not is_not:
@@ -330,7 +335,8 @@ class Gen:
             pass
         pat: dict[str, Any] = {"steps": steps}
         if rng.random() < 0.5 or steps[-1]["conn"] == "not_then":
-            pat["within"] = rng.randint(2, 9)
+            longest = max([st.get("within", 0) for st in steps])
+            pat["within"] = rng.randint(max(2, longest), 9)
         stages = _stage_names(steps)
         kind = rng.choice(["none", "to_next", "past_last", "to_first", "to_last"])
         pat["skip"] = {"kind": kind}
@@ -411,6 +417,8 @@ def minimize(case: dict[str, Any], differs: Any) -> dict[str, Any]:
     cur = case
     while True:
         cands = shrink_candidates(cur)
+        for j, c in enumerate(cands):
+            c["id"] = f"{case['id']}.{j}"  # one oracle run holds them all
         if not cands:
             return cur
         flags = differs(cands)
