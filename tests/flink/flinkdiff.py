@@ -426,3 +426,42 @@ def minimize(case: dict[str, Any], differs: Any) -> dict[str, Any]:
         if nxt is None:
             return cur
         cur = nxt
+
+
+# ---------------------------------------------------------------- documented differences
+
+
+def _has_stage_window(steps: list[dict[str, Any]]) -> bool:
+    return any("within" in st or ("group" in st and _has_stage_window(st["group"]))
+               for st in steps)
+
+
+def _first_events(case: dict[str, Any], o: Outcome) -> list[tuple[Any, ...]]:
+    evs = case["events"]
+    out = []
+    for x in o:
+        idx = [i for ids in json.loads(x[1]).values() for i in ids]
+        first = min(idx, key=lambda i: (evs[i]["ts"], i))
+        out.append((x[0], first))
+    return sorted(out)
+
+
+def explain(case: dict[str, Any], want: Outcome, got: Outcome) -> str | None:
+    """The deliberate difference of docs/semantics.md that explains a disagreement, or
+    None. Each rule is narrow: it needs the construct and allows only its effect.
+
+    - `stage-window` (differences 2 and 3): the pattern has a stage `within`, and only
+      timed-out partial matches differ: the completed matches are the same;
+    - `tie-order` (difference 4): a skip strategy other than `skip none`, and the same
+      number of matches and timeouts starting at each first event: which of the matches
+      that share a first event is released first (and prunes the others) is left to
+      Flink's priority queue."""
+    if want[:1] in ([("error",)], [("oracle-timeout",)]) or got == [("error",)]:
+        return None
+    p = case["pattern"]
+    if _has_stage_window(p["steps"]):
+        if [x for x in want if x[0] == "match"] == [x for x in got if x[0] == "match"]:
+            return "stage-window"
+    if p["skip"]["kind"] != "none" and _first_events(case, want) == _first_events(case, got):
+        return "tie-order"
+    return None
