@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -436,32 +437,95 @@ def _has_stage_window(steps: list[dict[str, Any]]) -> bool:
                for st in steps)
 
 
-def _first_events(case: dict[str, Any], o: Outcome) -> list[tuple[Any, ...]]:
-    evs = case["events"]
-    out = []
-    for x in o:
-        idx = [i for ids in json.loads(x[1]).values() for i in ids]
-        first = min(idx, key=lambda i: (evs[i]["ts"], i))
-        out.append((x[0], first))
-    return sorted(out)
+def without_stage_windows(case: dict[str, Any]) -> dict[str, Any]:
+    """The control of a stage-window difference: the same case, no stage `within`."""
+    c = json.loads(json.dumps(case))
+
+    def strip(steps: list[dict[str, Any]]) -> None:
+        for st in steps:
+            st.pop("within", None)
+            if "group" in st:
+                strip(st["group"])
+
+    strip(c["pattern"]["steps"])
+    c["id"] = case["id"] + ".control"
+    if c["pattern"]["steps"][-1]["conn"] == "not_then" and c["pattern"].get("within") is None:
+        return case  # a trailing `then not` needs a window: no control
+    return c
 
 
-def explain(case: dict[str, Any], want: Outcome, got: Outcome) -> str | None:
+def explain(case: dict[str, Any], want: Outcome, got: Outcome,
+            control: Outcome | None = None) -> str | None:
     """The deliberate difference of docs/semantics.md that explains a disagreement, or
     None. Each rule is narrow: it needs the construct and allows only its effect.
 
-    - `stage-window` (differences 2 and 3): the pattern has a stage `within`, and only
-      timed-out partial matches differ: the completed matches are the same;
-    - `tie-order` (difference 4): a skip strategy other than `skip none`, and the same
-      number of matches and timeouts starting at each first event: which of the matches
-      that share a first event is released first (and prunes the others) is left to
-      Flink's priority queue."""
+    - `stage-window` (differences 2 and 3): the pattern has a stage `within`, and the
+      same case without its stage windows agrees with Flink (`control`: Flink's
+      outcome of that variant, recorded with the case);
+    - `tie-order` (difference 4): a skip strategy other than `skip none`, the same
+      timeouts, and every match only one side has shares its first event with another
+      match: which of the matches that share a first event is released first (and
+      prunes the others) is left to Flink's priority queue;
+    - `quiet-key-timer` (difference 3): the same matches, and cep only has more
+      timed-out partial matches, each of a key that receives no event at or after the
+      deadline: Flink evaluates a key's windows only when one of its events is due."""
     if want[:1] in ([("error",)], [("oracle-timeout",)]) or got == [("error",)]:
         return None
     p = case["pattern"]
-    if _has_stage_window(p["steps"]):
-        if [x for x in want if x[0] == "match"] == [x for x in got if x[0] == "match"]:
+    if _has_stage_window(p["steps"]) and control is not None:
+        variant = without_stage_windows(case)
+        if variant is not case and run_cep(variant) == control:
             return "stage-window"
-    if p["skip"]["kind"] != "none" and _first_events(case, want) == _first_events(case, got):
+    if p["skip"]["kind"] != "none" and _ties_only(case, want, got):
         return "tie-order"
+    if _quiet_key_timeouts(case, want, got):
+        return "quiet-key-timer"
     return None
+
+
+def _first(case: dict[str, Any], x: tuple[Any, ...]) -> int:
+    evs = case["events"]
+    idx = [i for ids in json.loads(x[1]).values() for i in ids]
+    return min(idx, key=lambda i: (evs[i]["ts"], i))
+
+
+def _ties_only(case: dict[str, Any], want: Outcome, got: Outcome) -> bool:
+    """The timeouts agree, and every match that only one side has starts at the same
+    event as another match (of either side): the outcome of a tie."""
+    if [x for x in want if x[0] != "match"] != [x for x in got if x[0] != "match"]:
+        return False
+    w = Counter(x for x in want if x[0] == "match")
+    g = Counter(x for x in got if x[0] == "match")
+    starts = Counter(_first(case, x) for x in (w | g))
+    return all(starts[_first(case, x)] >= 2 for x in (w - g) + (g - w))
+
+
+def _quiet_key_timeouts(case: dict[str, Any], want: Outcome, got: Outcome) -> bool:
+    """The matches agree and cep only has more timeouts, each of a key that receives
+    no event at or after the timeout's deadline: FlinkCEP 1.20 evaluates a key's
+    windows only when an event of that key is due (difference 3)."""
+    if [x for x in want if x[0] == "match"] != [x for x in got if x[0] == "match"]:
+        return False
+    w, g = Counter(want), Counter(got)
+    if w - g:
+        return False
+    evs = case["events"]
+    live = [evs[i] for i in on_time(case)]
+    for x in g - w:
+        key = evs[_first(case, x)]["k"]
+        if any(e["k"] == key and e["ts"] >= x[2] for e in live):
+            return False
+    return True
+
+
+def on_time(case: dict[str, Any]) -> list[int]:
+    """Indexes of the events that are not late (time > the watermark before their batch)."""
+    marks = {end: wm for end, wm in watermarks(case)}
+    out = []
+    wm = None
+    start = 0
+    for end in case["batches"]:
+        out += [i for i in range(start, end) if wm is None or case["events"][i]["ts"] > wm]
+        wm = marks.get(end - 1, wm)
+        start = end
+    return out
