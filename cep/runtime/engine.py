@@ -216,7 +216,7 @@ class PatternRuntime:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
             selected = self._with_lets(ds, tss, cands, horizon, ticks)
-        if ticks:
+        if ticks:  # merged into this batch's events in (time, order-by, arrival) order
             self._ticks(ds, tss, ticks)
         if not selected:
             return
@@ -229,7 +229,7 @@ class PatternRuntime:
             ob = tuple(_sortable(path_get(d, p)) for p in order_by) if order_by else ()
             ks.nbuf += 1
             fresh.append((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
-        if order_by:
+        if order_by or ticks:
             fresh.sort(key=lambda x: (x[0], x[1], x[2]))
         if self.engine.track_changes:
             self.dirty.update(x[3].key for x in fresh)
