@@ -63,10 +63,10 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
     alerts = 0
     extra: dict[str, Any] = {}
     if phase == "decode":
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, n, BATCH):
             _ = [loads(x) for x in lines[i:i + BATCH]]
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     elif phase == "baseline-card":
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from baseline_card_testing import match_card_testing
@@ -75,9 +75,9 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
             for i in range(0, n, BATCH):
                 yield from [loads(x) for x in lines[i:i + BATCH]]
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         alerts = len(match_card_testing(stream()))
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     else:
         from cep.cli import compile_paths
         from cep.runtime.engine import Engine
@@ -86,22 +86,33 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
         plans = compile_paths([str(ROOT / "patterns" / f"{p}.cep") for p in names])
         eng = Engine(plans)
         live_max = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, n, BATCH):
             alerts += len(eng.process([loads(x) for x in lines[i:i + BATCH]]).alerts)
             if i % (BATCH * 25) == 0:
-                live_max = max(live_max, sum(rt.live_runs() for rt in eng.runtimes))
+                live_max = max(live_max, figures(eng)[0])
         alerts += len(eng.finish().alerts)
-        dt = time.perf_counter() - t0
-        extra = {
-            "max_live_runs": live_max,
-            "keys_with_state_at_end": sum(len(rt.states) for rt in eng.runtimes),
-            "errors": eng.metrics.get("condition_errors", 0),
-        }
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        _, keys, errors = figures(eng)
+        extra = {"max_live_runs": live_max, "keys_with_state_at_end": keys, "errors": errors}
     return {
-        "phase": phase, "events": n, "seconds": dt, "events_per_s": n / dt, "alerts": alerts,
+        "phase": phase, "events": n, "seconds": dt, "cpu_seconds": cpu, "events_per_s": n / dt,
+        "alerts": alerts,
         "peak_rss_mb": peak_rss_mb(), "rss_growth_mb": peak_rss_mb() - rss_before, **extra,
     }
+
+
+def figures(eng: Any) -> tuple[int, int, int]:
+    """(live runs, keys with state, condition errors) through the engine's public
+    snapshot; engines from before `Engine.snapshot` (a baseline checkout run with this
+    script) are read the old way."""
+    if hasattr(eng, "snapshot"):
+        snap = eng.snapshot()
+        return (sum(p.live_runs for p in snap.patterns), sum(p.keys for p in snap.patterns),
+                snap.counters.get("condition_errors", 0))
+    rts = eng.runtimes
+    return (sum(rt.live_runs() for rt in rts), sum(len(rt.states) for rt in rts),
+            eng.metrics.get("condition_errors", 0))
 
 
 def main() -> None:
@@ -125,13 +136,15 @@ def main() -> None:
         results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"cep engine benchmark: {args.events:,} events, {args.keys:,} keys, seed {args.seed} "
           f"(python {sys.version.split()[0]}, one core)")
-    print(f"{'phase':<15}{'events/s':>12}{'seconds':>10}{'alerts':>9}{'peak RSS MB':>13}  notes")
+    print(f"{'phase':<15}{'events/s':>12}{'seconds':>10}{'cpu s':>8}{'alerts':>9}"
+          f"{'peak RSS MB':>13}  notes")
     for phase, r in results.items():
         notes = ""
         if "max_live_runs" in r:
             notes = f"max live runs {r['max_live_runs']:,}; keys with state at end " \
                     f"{r['keys_with_state_at_end']:,}"
-        print(f"{phase:<15}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}{r['alerts']:>9,}"
+        print(f"{phase:<15}{r['events_per_s']:>12,.0f}{r['seconds']:>10.2f}"
+              f"{r['cpu_seconds']:>8.2f}{r['alerts']:>9,}"
               f"{r['peak_rss_mb']:>13.0f}  {notes}")
     eng, base = results["engine-card"], results["baseline-card"]
     print(f"\ncard_testing: generic engine / hand-written = "

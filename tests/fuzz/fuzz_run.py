@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, settings
 
-from cep.compiler.plan import CompiledPattern, compile_pattern
+from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import ast, load_source
 from cep.errors import PatternError
 from cep.runtime.engine import Alert, Engine, EngineConfig
@@ -105,5 +105,5 @@ def run_with_restore(plan: CompiledPattern, events: list[Any], batch: int, split
     for b in parts[split:]:
         alerts += second.process(b).alerts
     alerts += second.finish().alerts
-    assert first.metrics["condition_errors"] == 0, first.errors
+    assert first.snapshot().counters.get("condition_errors", 0) == 0, first.snapshot().errors
     return second, alerts

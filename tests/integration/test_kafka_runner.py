@@ -22,7 +22,7 @@ from kafka_runner_helpers import (
     write_config,
 )
 
-from service.kafka_engine import engine_from_settings
+from service.kafka.engine_factory import engine_from_settings
 from service.metrics import ServiceMetrics, activate
 
 pytestmark = pytest.mark.kafka
@@ -77,6 +77,8 @@ def test_detects_and_alerts_end_to_end(
     text = metrics.render().decode()
     assert f'cep_events_in_total{{source="{topic}"}} {float(len(events))}' in text
     assert f'cep_consumer_lag{{partition="0",topic="{topic}"}} 0.0' in text
+    # the console's recent events (backtests, field completion) in Kafka mode too
+    assert [e["id"] for e in metrics.recent.events("transactions")] == [e["id"] for e in events]
 
     main = read_topic(kafka_bootstrap, s.kafka.alert_topic)
     assert len(main) == 1
@@ -191,7 +193,7 @@ def test_restart_resumes_partial_matches_from_the_state_store(
         r.wait_consumed(topic, len(first))
         r.wait_checkpointed()
         assert r.alerts == []
-        assert sum(rt.live_runs() for rt in r.engine.runtimes) > 0
+        assert sum(p.live_runs for p in r.engine.snapshot().patterns) > 0
 
     # a new consumer group: nothing committed there, so only the state store's offsets
     # can tell where to resume (re-reading the tiny purchases would change the match)

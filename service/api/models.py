@@ -1,0 +1,166 @@
+"""`/models`: the model registry (list, upload model + manifest, delete).
+
+An upload goes through the scoring package's safe loader only (`ModelRegistry.put`):
+the manifest is validated, the file's sha256 must match it, pickles and anything that
+is not a skops archive of allow-listed types are refused with the reason. Nothing is
+ever unpickled. A model is persisted (DATA_DIR/models/NAME/) before it becomes active,
+and the engine's scorer takes it at the next batch boundary.
+
+A model that loaded patterns score with cannot be deleted (409), and an upload whose
+features no longer fit a loaded pattern's `score(...)` call is refused (409, with the
+pattern's diagnostics).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Path, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from cep.errors import Diagnostic, ModelError, PatternError
+from cep.runtime.engine import Engine
+from cep.scoring.manifest import Manifest
+from cep.scoring.model import Model
+from service.api.patterns import service
+from service.api.responses import E401, E413, E503, problem
+from service.api.schemas import (
+    DiagnosticModel,
+    FeatureModel,
+    ModelDeleted,
+    ModelInfo,
+    ModelList,
+)
+from service.api.security import Authorized
+from service.build import NAME_PATTERN, load_patterns
+from service.service_state import EngineUnavailableError, ServiceState
+
+router = APIRouter(tags=["models"])
+
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="the model's name")]
+E404 = problem(404, "no such model")
+E409 = problem(409, "loaded patterns use the model (or would no longer fit it)")
+E422 = problem(422, "refused by the safe loader (the reason)")
+
+
+class ModelConflictError(Exception):
+    def __init__(self, detail: str, diagnostics: list[Diagnostic] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.diagnostics = diagnostics or []
+
+
+def _info(svc: ServiceState, model: Model) -> ModelInfo:
+    m = model.manifest
+    return ModelInfo(
+        name=m.name, version=m.version, loaded_version=svc.registry.version(m.name),
+        file=m.file, sha256=m.sha256, output=m.output,
+        features=[FeatureModel(name=f.name, type=f.type, default=f.default)
+                  for f in m.features],
+        description=m.description, used_by=svc.catalog.users_of(m.name),
+    )
+
+
+@router.get("/models", response_model=ModelList, summary="Loaded models")
+def list_models(request: Request) -> ModelList:
+    svc = service(request)
+    models = svc.registry.snapshot()
+    return ModelList(models=[_info(svc, models[n]) for n in sorted(models)],
+                     problems=dict(svc.model_problems))
+
+
+@router.get("/models/{name}", response_model=ModelInfo, responses={**E404},
+            summary="One model's manifest and users")
+def get_model(name: ModelName, request: Request) -> ModelInfo:
+    svc = service(request)
+    model = svc.registry.snapshot().get(name)
+    if model is None:
+        raise HTTPException(404, f"no model named {name!r} is loaded")
+    return _info(svc, model)
+
+
+def put_model_sync(svc: ServiceState, name: str, data: bytes, manifest: bytes) -> ModelInfo:
+    if not svc.ready:
+        raise EngineUnavailableError(svc.not_ready_reason())
+    with svc.catalog.lock:
+        parsed = Manifest.from_json(manifest)
+        users = [e for e in svc.catalog.entries() if name in e.models]
+        if users and parsed.name == name:
+            features = dict(svc.registry.feature_names())
+            features[name] = parsed.feature_names
+            problems: list[Diagnostic] = []
+            for e in users:
+                try:
+                    load_patterns(e.source, features, file=e.name)
+                except PatternError as err:
+                    problems.extend(err.diagnostics)
+            if problems:
+                raise ModelConflictError(
+                    f"model {name!r} with features {', '.join(parsed.feature_names)} does not "
+                    "fit the score(...) calls of loaded patterns; update the patterns first "
+                    "(or upload a model with the same features)", problems)
+        model = svc.registry.put(name, data, manifest, persist_dir=svc.uploaded_models_dir)
+        svc.model_tombstones.discard(name)
+        svc.model_problems.pop(name, None)
+        svc.call(svc.scorer.refresh)
+    svc.metrics.swaps.labels("model_put").inc()
+    return _info(svc, model)
+
+
+@router.put(
+    "/models/{name}", response_model=ModelInfo, dependencies=[Authorized],
+    responses={**problem(400, "not a valid multipart body"), **E401, **E409, **E413,
+               **E422, **E503},
+    summary="Upload a model file and its manifest (multipart)",
+)
+async def put_model(
+    name: ModelName,
+    request: Request,
+    model: Annotated[UploadFile, File(description="the model file (a skops archive)")],
+    manifest: Annotated[UploadFile, File(description="manifest.json")],
+) -> ModelInfo:
+    """`curl -F model=@model.skops -F manifest=@manifest.json`. The manifest's `name`
+    must be `name` and its `sha256` the file's. Pickles (`.pkl`, `.joblib`, pickle
+    bytes) are refused: they run code when loaded."""
+    svc = service(request)
+    data = await model.read()
+    manifest_bytes = await manifest.read()
+    return await run_in_threadpool(put_model_sync, svc, name, data, manifest_bytes)
+
+
+def delete_model_sync(svc: ServiceState, name: str) -> ModelDeleted:
+    if not svc.ready:
+        raise EngineUnavailableError(svc.not_ready_reason())
+    with svc.catalog.lock:
+        if name not in svc.registry.names():
+            raise HTTPException(404, f"no model named {name!r} is loaded")
+
+        def users(engine: Engine) -> list[str]:
+            return sorted({f"{p.name}@{p.version}" for p in engine.patterns()
+                           if name in p.models})
+
+        using = svc.call(users)
+        if using:
+            raise ModelConflictError(
+                f"model {name!r} is used by {', '.join(using)}; delete or change those "
+                "patterns first (draining versions finish soon)")
+        if (svc.settings.models_dir / name / "manifest.json").exists():
+            svc.model_tombstones.add(name)
+        svc.registry.remove(name, persist_dir=svc.uploaded_models_dir)
+        svc.call(svc.scorer.refresh)
+    svc.metrics.swaps.labels("model_delete").inc()
+    return ModelDeleted(name=name)
+
+
+@router.delete("/models/{name}", response_model=ModelDeleted, dependencies=[Authorized],
+               responses={**E401, **E404, **E409, **E503}, summary="Unload a model")
+async def delete_model(name: ModelName, request: Request) -> ModelDeleted:
+    return await run_in_threadpool(delete_model_sync, service(request), name)
+
+
+def conflict_problem(err: ModelConflictError) -> dict[str, object]:
+    return {"detail": err.detail,
+            "diagnostics": [DiagnosticModel.of(d).model_dump() for d in err.diagnostics]}
+
+
+__all__ = ["ModelConflictError", "ModelError", "conflict_problem", "router"]

@@ -1,0 +1,181 @@
+"""Request and response bodies of the API (pydantic models, hence the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from cep.errors import Diagnostic
+
+
+class DiagnosticModel(BaseModel):
+    """One problem in a pattern source (1-based line and column, caret snippet)."""
+
+    file: str | None = None
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    severity: str = "error"
+    code: str
+    message: str
+    snippet: str = ""
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, d: Diagnostic) -> DiagnosticModel:
+        return cls.model_validate(d.to_json())
+
+
+class Problem(BaseModel):
+    """Every error response: `detail` says what went wrong and what to do; a pattern
+    that does not compile also lists its `diagnostics`."""
+
+    detail: str | list[Any]
+    diagnostics: list[DiagnosticModel] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- patterns
+
+
+class VersionInfo(BaseModel):
+    version: int
+    draining: bool = Field(description="replaced: finishing the partial matches it started")
+    keys: int = Field(description="keys with state")
+    partial_matches: int
+    pending_timers: int
+    buffered_events: int = Field(description="events waiting for the watermark")
+
+
+class PatternSummary(BaseModel):
+    name: str
+    version: int = Field(description="the version that starts new matches")
+    origin: Literal["file", "api"]
+    description: str | None = None
+    models: list[str] = Field(default_factory=list)
+    loaded_at: str
+    versions: list[VersionInfo] | None = Field(
+        None, description="live figures of every running version (the current one and any "
+        "draining ones); null when the engine did not answer in time")
+
+
+class PatternDetail(PatternSummary):
+    source: str
+    streams: list[str] | None = None
+    key: list[str] = Field(default_factory=list)
+
+
+class PatternList(BaseModel):
+    patterns: list[PatternSummary]
+
+
+class PatternChange(BaseModel):
+    name: str
+    version: int
+    previous_version: int | None = None
+    draining: list[int] = Field(default_factory=list,
+                                description="older versions still finishing partial matches")
+
+
+class PatternDeleted(BaseModel):
+    name: str
+    version: int
+    dropped_partial_matches: int
+
+
+class ValidateResponse(BaseModel):
+    ok: bool
+    patterns: list[str]
+    diagnostics: list[DiagnosticModel]
+
+
+class PatternTestRequest(BaseModel):
+    source: str = Field(description="pattern text (one or more patterns)")
+    events: list[Any] = Field(description="events (JSON objects) in the order to feed them")
+    stream: str | None = Field(None, description="the stream the events come from")
+    finish: bool = Field(True, description="end the input: windows and timeouts fire")
+
+
+class DeadLetterModel(BaseModel):
+    """One dead letter, the same record in every mode (`DeadLetter.to_json`): `event`
+    is the decoded event, `raw` the original text of input that was not JSON."""
+
+    reason: str
+    detail: str = ""
+    position: list[Any] | None = Field(
+        None, description='where it came from: ["http", request, index], [file, line], '
+        '[topic, partition, offset], ["test", index]')
+    event: Any = None
+    raw: str | None = None
+
+
+class PatternTestResponse(BaseModel):
+    patterns: list[str]
+    alerts: list[dict[str, Any]]
+    dead_letters: list[DeadLetterModel]
+
+
+# ---------------------------------------------------------------- models
+
+
+class FeatureModel(BaseModel):
+    name: str
+    type: str
+    default: float
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int = Field(description="the manifest's version")
+    loaded_version: int = Field(description="counts loads of this name in this process")
+    file: str
+    sha256: str
+    output: str
+    features: list[FeatureModel]
+    description: str | None = None
+    used_by: list[str] = Field(default_factory=list)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    problems: dict[str, str] = Field(default_factory=dict,
+                                     description="models that failed to load at start-up")
+
+
+class ModelDeleted(BaseModel):
+    name: str
+
+
+# ---------------------------------------------------------------- events and alerts
+
+
+class EventsResponse(BaseModel):
+    received: int = Field(description="events in the body (elements or non-blank lines)")
+    accepted: int = Field(description="events the engine took (received - dead letters)")
+    dead_letters: int
+    reasons: dict[str, int] = Field(description="dead letters per reason")
+    errors: list[DeadLetterModel] = Field(description="the first dead letters, with details")
+    alerts: int = Field(description="alerts emitted while processing this batch")
+
+
+class AlertEnvelope(BaseModel):
+    id: int = Field(description="sequence id in this process (the SSE id)")
+    topic: str | None
+    alert: dict[str, Any]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertEnvelope]
+    last_id: int
+    oldest_id: int | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    mode: Literal["embedded", "kafka"]
+    detail: str | None = None

@@ -1,0 +1,678 @@
+"""The Kafka runner: consume the configured topics, run the engine, produce alerts.
+
+    run_kafka(settings, engine, control, on_alerts, stop, ready)   # `cep serve`, Kafka mode
+    python -m service.kafka.runner --config cep.toml               # the runner alone
+
+One loop in the calling thread owns the engine:
+
+    start:  open RocksDB -> (exactly-once: new transactional producer, init_transactions,
+            catch RocksDB up with the changelog) -> load the engine from RocksDB ->
+            subscribe (cooperative-sticky); on_assign seeks every partition to the offset
+            stored in RocksDB (the source of truth), then `ready` is set
+    loop:   pending API changes (control.run_pending, at a batch boundary)
+            -> consume(batch_size) -> decode per (topic, partition)
+            -> per partition, the driver's step (cep/runtime/driver.py): the engine,
+               then this runner's sink: alerts and dead letters produced (exactly-once:
+               inside the open transaction), then the next offset to commit
+            -> driver.tick() every tick_interval_ms (idle watermarks, timers)
+            -> checkpoint every checkpoint_interval_ms / checkpoint_records
+               (the order of its steps: service/kafka/checkpoint.py)
+    revoke: checkpoint before the partitions go; lost: back to the last checkpoint
+    stop:   finish the batch, checkpoint, close the consumer (leaves the group), close
+
+When a checkpoint fails (a produce failed, a transaction was aborted, a commit's
+outcome is unknown), the runner goes back to the last committed checkpoint: it
+reloads the engine from RocksDB (caught up with the changelog in exactly-once mode)
+and seeks the consumer to the stored offsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cep.runtime.driver import Driver
+from cep.runtime.engine import Engine
+from cep.runtime.records import Alert, Batch, DeadLetter, Result
+from cep.state.rocks import RocksStore, StateStoreError
+from cep.state.store import StateStore
+from service import metrics as service_metrics
+from service.config import Settings
+from service.control import Control
+from service.kafka.changelog import CHANGELOG_CONFIG, Recovery, recover_store
+from service.kafka.checkpoint import (
+    AtLeastOnceCheckpoint,
+    ExactlyOnceCheckpoint,
+    KafkaRunnerError,
+    RewindError,
+    Transactions,
+)
+from service.kafka.dead_letters import dead_letter_record
+from service.kafka.io import (
+    TP,
+    Deliveries,
+    PartitionBatch,
+    alert_key,
+    alert_value,
+    changelog_consumer_config,
+    consumer_config,
+    decode,
+    ensure_topics,
+    input_topics,
+    output_topics,
+    produce,
+    producer_config,
+)
+from service.kafka.store import load_engine, register_partitions, stored_offsets
+
+log = logging.getLogger("cep.kafka")
+
+__all__ = ["KafkaRunner", "KafkaRunnerError", "run_kafka"]
+
+
+def run_kafka(
+    settings: Settings,
+    engine: Engine,
+    control: Control,
+    on_alerts: Callable[[list[Alert]], None],
+    stop: threading.Event,
+    ready: threading.Event,
+) -> None:
+    """Run until `stop` is set, in the calling thread. `ready` is set once the state is
+    restored and partitions are assigned. Raises `KafkaRunnerError` when it cannot go
+    on (the message says what to do)."""
+    KafkaRunner(settings, engine, control, on_alerts, stop, ready).run()
+
+
+class KafkaRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        control: Control,
+        on_alerts: Callable[[list[Alert]], None] | None,
+        stop: threading.Event,
+        ready: threading.Event,
+    ) -> None:
+        if settings.embedded:
+            raise KafkaRunnerError("kafka.bootstrap_servers is not set: nothing to connect to")
+        self.settings = settings
+        self.k = settings.kafka
+        self.engine = engine
+        self.control = control
+        self.on_alerts = on_alerts
+        self.stop = stop
+        self.ready = ready
+        self.eos = self.k.exactly_once
+        self.stats: Counter[str] = Counter()
+        # per assigned partition read since its assignment: the next offset to read
+        self.positions: dict[TP, int] = {}
+        self.assigned: set[TP] = set()
+        self.first_offsets: dict[TP, int] = {}  # where a partition with no stored offset began
+        self.consumed_since = 0
+        self.produced_since = 0
+        self.last_checkpoint = time.monotonic()
+        self.last_tick = 0.0
+        self.last_report = time.monotonic()
+        self.pending_rewind: RewindError | None = None
+        self.recoveries: list[Recovery] = []  # changelog catch-ups (exactly-once)
+        self.callback_error: BaseException | None = None
+        self.fatal_error: KafkaError | None = None
+        self._streams: dict[str, str] = {}
+        self._signature: tuple[Any, ...] = ()
+        self._topics_known: set[str] = set()
+        self._last_client_log = 0.0
+        self._ckpt_ms_max = 0  # since the last report
+        self.store: StateStore | None = None
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.txn: Transactions | None = None
+        self.deliveries = Deliveries(self.k.changelog_topic if self.eos else None)
+        self.admin: AdminClient | None = None
+        self.checkpointer: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint | None = None
+        self._to_notify: list[Alert] = []
+        # the one batch loop: engine -> this runner's sink -> processed() (offsets)
+        self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> None:
+        mode = "exactly-once" if self.eos else "at-least-once"
+        log.info("kafka runner starting (%s): bootstrap %s, group %s, topics %s, state %s",
+                 mode, self.k.bootstrap_servers, self.k.group_id,
+                 ",".join(input_topics(self.settings)), self.settings.state_dir)
+        try:
+            self.store = self._open_store()
+            self.admin = AdminClient(self._common_conf())
+            self._ensure_topics(first=True)
+            seed = False
+            if self.eos:
+                self._new_txn_producer()
+                seed = self._recover_changelog()
+            else:
+                self.producer = Producer(self._with_cb(producer_config(self.settings,
+                                                                       transactional=False)))
+            stats = load_engine(self.engine, self.store)
+            log.info("state restored: %s; watermark %s", stats or "empty",
+                     _wm(self.engine.watermark()))
+            self._signature = self.engine.signature()
+            self.consumer = Consumer(self._with_cb(consumer_config(self.settings)))
+            self.checkpointer = self._make_checkpointer(seed)
+            self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_lost)
+            while not self.stop.is_set():
+                self._iteration()
+            self._shutdown()
+        finally:
+            self._close()
+
+    def _iteration(self) -> None:
+        try:
+            if self.control.run_pending(self.engine):
+                self._patterns_changed()
+            if self.pending_rewind is not None:
+                exc, self.pending_rewind = self.pending_rewind, None
+                self._rewind(exc)
+            assert self.consumer is not None
+            msgs = self.consumer.consume(self.k.batch_size, self.k.poll_timeout_ms / 1000)
+            self._raise_callback_error()
+            if msgs:
+                self._process(msgs)
+            now = time.monotonic()
+            if now - self.last_tick >= self.k.tick_interval_ms / 1000:
+                self.last_tick = now
+                self._tick()
+            if (self.consumed_since >= self.k.checkpoint_records
+                    or (now - self.last_checkpoint) * 1000 >= self.settings.checkpoint_interval_ms):
+                self._checkpoint("interval")
+            if now - self.last_report >= 30:
+                self._report(now)
+        except RewindError as exc:
+            self._rewind(exc)
+
+    def _shutdown(self) -> None:
+        log.info("stopping: final checkpoint")
+        try:
+            self._checkpoint("shutdown", sync=True)
+        except RewindError as exc:
+            log.error("final checkpoint failed (%s): the next start replays from the previous "
+                      "checkpoint", exc)
+        assert self.consumer is not None
+        self.consumer.close()  # leaves the group (on_revoke: nothing left to checkpoint)
+        self.consumer = None
+        log.info("stopped: %s", dict(self.stats))
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
+            self.consumer = None
+        if self.txn is not None and self.txn.open:
+            self.txn.abort()
+        if self.producer is not None and not self.eos:
+            self.producer.flush(5)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ------------------------------------------------------------------ setup
+
+    def _open_store(self) -> StateStore:
+        path = self.settings.state_dir
+        try:
+            return RocksStore(path)
+        except StateStoreError:
+            if not self.eos:
+                raise
+            aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+            log.error("state store %s cannot be opened; moved to %s, rebuilding it from the "
+                      "changelog %s", path, aside, self.k.changelog_topic)
+            path.rename(aside)
+            return RocksStore(path)
+
+    def _common_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"bootstrap.servers": self.k.bootstrap_servers}
+        for name, value in self.k.consumer.items():
+            if name.startswith(("security.", "sasl.", "ssl.")):
+                conf[name] = value
+        return conf
+
+    def _with_cb(self, conf: dict[str, Any]) -> dict[str, Any]:
+        conf["error_cb"] = self._on_client_error
+        return conf
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("kafka client fatal error: %s", err)
+            self.fatal_error = err
+        else:  # connection trouble: librdkafka reconnects and retries by itself
+            self.stats["client_errors"] += 1
+            now = time.monotonic()
+            if now - self._last_client_log >= 5:
+                self._last_client_log = now
+                log.warning("kafka: %s (%d client errors so far; librdkafka retries)",
+                            err.str(), self.stats["client_errors"])
+
+    def _ensure_topics(self, *, first: bool = False) -> None:
+        if not self.k.create_topics or self.admin is None:
+            return
+        wanted = output_topics(self.settings, self.engine) - self._topics_known
+        if wanted:
+            ensure_topics(self.admin, wanted, partitions=self.k.topic_partitions)
+            self._topics_known |= wanted
+        if first and self.eos:
+            ensure_topics(self.admin, [self.k.changelog_topic], partitions=1,
+                          config=CHANGELOG_CONFIG)
+
+    def _new_txn_producer(self) -> None:
+        """A transactional producer; init_transactions fences any older producer with the
+        same transactional.id and aborts the transaction it left open."""
+        producer = Producer(self._with_cb(producer_config(self.settings, transactional=True)))
+        deadline = time.monotonic() + self.k.transaction_timeout_ms / 1000 * 2
+        while True:
+            try:
+                producer.init_transactions(self.k.transaction_timeout_ms / 1000)
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and time.monotonic() < deadline:
+                    log.warning("init_transactions: %s; retrying", err)
+                    time.sleep(0.5)
+                    continue
+                raise KafkaRunnerError(
+                    f"init_transactions for transactional.id {self.k.transactional_id!r} "
+                    f"failed: {err}"
+                ) from None
+        self.producer = producer
+        self.fatal_error = None
+        if self.txn is None:
+            self.txn = Transactions(producer, timeout_s=self.k.transaction_timeout_ms / 1000)
+        else:
+            self.txn.producer = producer
+            self.txn.open = False
+        log.info("transactional producer ready (transactional.id %s)", self.k.transactional_id)
+
+    def _recover_changelog(self) -> bool:
+        assert self.store is not None
+        rec = recover_store(self.store, changelog_consumer_config(self.settings),
+                            self.k.changelog_topic,
+                            timeout_s=self.k.recovery_timeout_ms / 1000)
+        self.recoveries.append(rec)
+        if rec.mode in ("rebuilt", "caught_up"):
+            self.stats["changelog_records_replayed"] += rec.records
+        return rec.seed_snapshot
+
+    def _make_checkpointer(self, seed: bool) -> AtLeastOnceCheckpoint | ExactlyOnceCheckpoint:
+        assert self.store is not None and self.consumer is not None
+        consumer = self.consumer
+        if self.eos:
+            assert self.txn is not None
+            return ExactlyOnceCheckpoint(
+                self.engine, self.store, self.txn, self.deliveries, self.k.changelog_topic,
+                consumer.consumer_group_metadata, seed_snapshot=seed)
+        assert self.producer is not None
+        return AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
+                                     self.deliveries, stop_waiting=self.stop.is_set)
+
+    # ------------------------------------------------------------------ rebalancing
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            assert self.store is not None
+            stored = stored_offsets(self.store)
+            committed: dict[TP, int] = {}
+            if partitions:
+                for c in consumer.committed(partitions, timeout=30):
+                    if c.offset >= 0:
+                        committed[(c.topic, c.partition)] = c.offset
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                so, co = stored.get(key), committed.get(key)
+                if so is not None and co is not None and co > so:
+                    log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
+                                "state store's %d: another process consumed it since; "
+                                "resuming at %d (state of its keys may be stale)",
+                                tp.topic, tp.partition, co, so, co)
+                    tp.offset = co
+                elif so is not None:
+                    tp.offset = so
+                    log.info("assigned %s[%d]: resuming at offset %d (state store)",
+                             tp.topic, tp.partition, so)
+                else:
+                    log.info("assigned %s[%d]: no stored offset; starting at %s", tp.topic,
+                             tp.partition, co if co is not None
+                             else f"auto.offset.reset={self.k.auto_offset_reset}")
+                self.assigned.add(key)
+            consumer.incremental_assign(partitions)
+            register_partitions(self.engine, self._stream, [(p.topic, p.partition)
+                                                            for p in partitions])
+            self.ready.set()
+        except Exception as exc:
+            log.exception("partition assignment failed")
+            self.callback_error = exc
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            if partitions:
+                log.info("revoking %s: checkpoint first", _tps(partitions))
+                self._checkpoint("revoke", sync=True)
+        except RewindError as exc:
+            self.pending_rewind = exc
+        except Exception as exc:
+            log.exception("checkpoint on revoke failed")
+            self.callback_error = exc
+        finally:
+            self._forget(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s (session timed out): going back to the last checkpoint",
+                    _tps(partitions))
+        self._forget(partitions)
+        if self.txn is not None and self.txn.open and not self.txn.abort():
+            self.pending_rewind = RewindError("partitions lost", recreate_producer=True)
+        else:
+            self.pending_rewind = RewindError("partitions lost")
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.assigned.discard(key)
+            self.positions.pop(key, None)
+            self.first_offsets.pop(key, None)
+
+    def _raise_callback_error(self) -> None:
+        if self.callback_error is not None:
+            exc, self.callback_error = self.callback_error, None
+            if isinstance(exc, KafkaRunnerError):
+                raise exc
+            raise KafkaRunnerError(f"rebalance callback failed: {exc}") from exc
+        if self.fatal_error is not None:
+            err = self.fatal_error
+            if self.eos:
+                self.fatal_error = None
+                raise RewindError(f"fatal client error {err}", recreate_producer=True)
+            raise KafkaRunnerError(f"fatal Kafka client error: {err}")
+
+    # ------------------------------------------------------------------ processing
+
+    def _stream(self, topic: str) -> str:
+        s = self._streams.get(topic)
+        if s is None:
+            s = self._streams[topic] = self.settings.stream_for_topic(topic)
+        return s
+
+    def _patterns_changed(self) -> None:
+        sig = self.engine.signature()
+        if sig == self._signature:
+            return
+        self._signature = sig
+        register_partitions(self.engine, self._stream, self.assigned)
+        self._ensure_topics()
+        log.info("patterns now loaded: %s", ", ".join(f"{n}@{v}{' (draining)' if d else ''}"
+                                                      for n, v, d in sig) or "none")
+
+    def _process(self, msgs: list[Any]) -> None:
+        groups, errors = decode(msgs)
+        for err in errors:
+            self._consumer_error(err)
+        metrics = service_metrics.active()  # the REST app's Prometheus metrics, if any
+        for (t, p), b in groups.items():
+            t0 = time.perf_counter()
+            if metrics is not None and b.dead:
+                metrics.decode_error(t, "malformed", len(b.dead))
+            stream = self._stream(t)
+            res = self.driver.step(Batch(b.events, b.positions, b.dead, stream=stream,
+                                         partition=(t, p), received=b.count, origin=b))
+            if metrics is not None:
+                metrics.observe_batch(t, b.count, time.perf_counter() - t0)
+                metrics.recent.add_events(stream, b.events)  # for the console
+                metrics.recent.add_dead(stream, res.dead_letters)
+                self._observe_lag(metrics, t, p, b.last_offset + 1)
+        self.stats["records_in"] += len(msgs) - len(errors)
+        assert self.producer is not None
+        self.producer.poll(0)  # delivery reports
+        out, self._to_notify = self._to_notify, []
+        if out:
+            self._notify(out)
+
+    def processed(self, batch: Batch) -> None:
+        """The driver's checkpointer hook: the batch's output is produced, so its next
+        offset may go into the next checkpoint."""
+        b: PartitionBatch = batch.origin
+        key = (b.topic, b.partition)
+        if key not in self.positions and key not in self.first_offsets:
+            self.first_offsets[key] = b.first_offset
+        self.positions[key] = b.last_offset + 1
+        self.consumed_since += b.count
+
+    def _observe_lag(self, metrics: Any, topic: str, partition: int, position: int) -> None:
+        """Consumer lag from the high watermark librdkafka cached with the last fetch."""
+        assert self.consumer is not None
+        try:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except KafkaException:
+            return
+        if high >= 0:
+            metrics.set_consumer_lag(topic, partition, max(0, high - position))
+
+    def _notify(self, alerts: list[Alert]) -> None:
+        """Hand alerts to the REST app; its failures never stop the runner."""
+        if self.on_alerts is None:
+            return
+        try:
+            self.on_alerts(alerts)
+        except Exception:
+            log.exception("on_alerts callback failed (the alerts are in Kafka regardless)")
+
+    def _tick(self) -> None:
+        self.driver.tick()
+        out, self._to_notify = self._to_notify, []
+        if out:
+            self._notify(out)
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            raise KafkaRunnerError(f"fatal consumer error: {err}")
+        self.stats["consumer_errors"] += 1
+        log.warning("consumer: %s", err)
+
+    def _send(self, topic: str, value: bytes | None, key: bytes | None,
+              headers: list[tuple[str, bytes]] | None = None) -> None:
+        if self.txn is not None:
+            self.txn.produce(topic, value, key, headers)
+        else:
+            assert self.producer is not None
+            produce(self.producer, topic, value, key, headers, self.deliveries)
+        self.produced_since += 1
+
+    def _emit_alerts(self, alerts: list[Alert]) -> None:
+        default = self.k.alert_topic
+        for a in alerts:
+            self._send(a.topic or default, alert_value(a), alert_key(a))
+        self.stats["alerts_out"] += len(alerts)
+
+    def _emit_dead(self, dead: list[DeadLetter], b: PartitionBatch, stream: str) -> None:
+        """Each dead letter with its record's original key and bytes (see
+        service/kafka/dead_letters.py)."""
+        offsets = [_offset(d) for d in dead]
+        raw = b.raw(offsets)
+        topic = self.k.dead_letter_topic
+        for d, off in zip(dead, offsets, strict=True):
+            m = raw[off]
+            rec = dead_letter_record(d, m.key(), m.value(), stream)
+            self._send(topic, rec.value, rec.key, rec.headers)
+            self.stats[f"dead_letters.{d.reason}"] += 1
+            log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, off,
+                      d.reason, d.detail)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _has_work(self) -> bool:
+        return bool(
+            self.consumed_since or self.produced_since or self.engine.has_changes()
+            or (self.txn is not None and self.txn.open)
+            or (isinstance(self.checkpointer, ExactlyOnceCheckpoint)
+                and self.checkpointer.seed_snapshot)
+        )
+
+    def _checkpoint(self, reason: str, *, sync: bool = False) -> None:
+        self.last_checkpoint = time.monotonic()
+        if self.checkpointer is None or not self._has_work():
+            return
+        positions = {tp: off for tp, off in self.positions.items() if tp in self.assigned}
+        if isinstance(self.checkpointer, AtLeastOnceCheckpoint):
+            info = self.checkpointer.commit(positions, sync_commit=sync)
+        else:
+            info = self.checkpointer.commit(positions)
+        self.consumed_since = 0
+        self.produced_since = 0
+        self.stats["checkpoints"] += 1
+        ms = int(info.seconds * 1000)
+        self.stats["checkpoint_ms_total"] += ms
+        if ms > self._ckpt_ms_max:
+            self._ckpt_ms_max = ms
+        (log.info if reason != "interval" else log.debug)(
+            "checkpoint (%s): %d state keys, offsets %s", reason, info.keys,
+            ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(info.offsets.items())) or "-")
+
+    def _rewind(self, exc: RewindError) -> None:
+        """Back to the last committed checkpoint (see the module docstring)."""
+        self.stats["rewinds"] += 1
+        log.warning("going back to the last committed checkpoint: %s", exc)
+        assert self.store is not None and self.consumer is not None
+        if self.eos:
+            assert self.txn is not None
+            if exc.recreate_producer or (self.txn.open and not self.txn.abort()):
+                log.warning("recreating the transactional producer")
+                self._new_txn_producer()
+            self._recover_changelog()
+        else:
+            # records still queued are delivered (duplicates are allowed in this mode);
+            # failed ones are produced again by the replay
+            self.deliveries.reset()
+        stats = load_engine(self.engine, self.store)
+        register_partitions(self.engine, self._stream, self.assigned)
+        stored = stored_offsets(self.store)
+        for key in sorted(self.assigned):
+            off = stored.get(key, self.first_offsets.get(key))
+            if off is None:
+                continue
+            self._seek(key, off)
+        self.positions.clear()
+        self.consumed_since = 0
+        self.produced_since = 0
+        self.last_checkpoint = time.monotonic()
+        log.info("back at the last checkpoint: %s; offsets %s", stats or "empty state",
+                 ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(stored.items())
+                           if (t, p) in self.assigned) or "-")
+
+    def _seek(self, key: TP, offset: int) -> None:
+        assert self.consumer is not None
+        tp = TopicPartition(key[0], key[1], offset)
+        try:
+            self.consumer.seek(tp)
+        except KafkaException as exc:  # not fetching yet: re-assign at the offset instead
+            log.debug("seek %s[%d]@%d: %s; re-assigning", key[0], key[1], offset, exc)
+            self.consumer.incremental_unassign([TopicPartition(key[0], key[1])])
+            self.consumer.incremental_assign([tp])
+
+    def _report(self, now: float) -> None:
+        dt = now - self.last_report
+        n = self.stats["records_in"] - self.stats["_reported"]
+        self.stats["_reported"] = self.stats["records_in"]
+        self.last_report = now
+        log.info("%d records in %.0fs (%.0f/s), %d alerts, %d checkpoints (longest %d ms), "
+                 "watermark %s, partitions %s", n, dt, n / dt if dt else 0.0,
+                 self.stats["alerts_out"], self.stats["checkpoints"], self._ckpt_ms_max,
+                 _wm(self.engine.watermark()),
+                 ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(self.positions.items()))
+                 or "-")
+        self._ckpt_ms_max = 0
+
+
+class _RunnerSink:
+    """The runner's driver sink: alerts and dead letters to their topics (in the open
+    transaction in exactly-once mode); alerts also to the REST app, after the batch."""
+
+    def __init__(self, runner: KafkaRunner) -> None:
+        self.runner = runner
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        r = self.runner
+        if result.alerts:
+            r._emit_alerts(result.alerts)
+            r._to_notify.extend(result.alerts)
+        if result.dead_letters and batch is not None:
+            assert batch.stream is not None
+            r._emit_dead(result.dead_letters, batch.origin, batch.stream)
+
+
+def _offset(d: DeadLetter) -> int:
+    assert d.position is not None  # (topic, partition, offset) for every Kafka input
+    off: int = d.position[2]
+    return off
+
+
+def _tps(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "-"
+
+
+def _wm(w: float) -> str:
+    if w < -(2**52):  # -inf, or held back by a partition not read yet
+        return "-inf"
+    if w == float("inf"):
+        return "+inf"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(w / 1000)) + f".{int(w) % 1000:03d}Z"
+
+
+# ------------------------------------------------------------------ python -m
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service.config import load_settings
+    from service.kafka.engine_factory import engine_from_settings
+
+    ap = argparse.ArgumentParser(prog="python -m service.kafka.runner",
+                                 description="Run the cep Kafka runner without the REST API.")
+    ap.add_argument("--config", help="cep.toml (CEP_... environment variables override it)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config)
+    engine = engine_from_settings(settings)
+    log.info("patterns: %s", ", ".join(f"{p.name}@{p.version}" for p in engine.patterns()))
+    stop, ready = threading.Event(), threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping after this batch", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: every thread's stack to stderr
+    try:
+        run_kafka(settings, engine, Control(), lambda alerts: None, stop, ready)
+    except KafkaRunnerError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The state store layout in Kafka mode, and loading the engine from it.
+
+One RocksDB per process (`state_dir`), raw bytes, never pickle:
+
+| key                                 | value                              | in changelog |
+|-------------------------------------|------------------------------------|--------------|
+| `s\\0<pattern>\\0<version>\\0<key>` | a key's runs, held matches, events | yes          |
+| `m\\0engine`                        | watermarks, clock partitions, seqs | yes          |
+| `o\\0<topic>\\0<partition>`         | next input offset to read (ASCII)  | yes          |
+| `l\\0changelog`                     | next changelog offset (ASCII)      | no (local)   |
+
+The first three kinds are written together, in one WriteBatch, by every checkpoint
+(`service/kafka/checkpoint.py`), so state, input offsets and watermarks always agree. The
+stored offsets are the source of truth for where to resume; offsets committed to the
+consumer group follow them (at-least-once: afterwards; exactly-once: in the same
+transaction as the changelog records of the same checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from cep.runtime.engine import Engine
+from cep.state.codec import META_PREFIX, STATE_PREFIX
+from cep.state.store import StateStore
+
+log = logging.getLogger("cep.kafka")
+
+OFFSET_PREFIX = b"o\x00"
+LOCAL_PREFIX = b"l\x00"
+CHANGELOG_POS_KEY = LOCAL_PREFIX + b"changelog"
+
+TP = tuple[str, int]
+
+
+def offset_key(topic: str, partition: int) -> bytes:
+    return OFFSET_PREFIX + topic.encode() + b"\x00" + str(partition).encode()
+
+
+def parse_offset_key(k: bytes) -> TP:
+    topic, partition = k[len(OFFSET_PREFIX):].rsplit(b"\x00", 1)
+    return topic.decode(), int(partition)
+
+
+def offset_puts(positions: Mapping[TP, int]) -> dict[bytes, bytes | None]:
+    return {offset_key(t, p): str(off).encode() for (t, p), off in positions.items()}
+
+
+def stored_offsets(store: StateStore) -> dict[TP, int]:
+    return {parse_offset_key(k): int(v) for k, v in store.items(OFFSET_PREFIX)}
+
+
+def changelog_position(store: StateStore) -> int | None:
+    v = store.get(CHANGELOG_POS_KEY)
+    return None if v is None else int(v)
+
+
+def replicated_items(store: StateStore) -> Iterable[tuple[bytes, bytes]]:
+    """Everything that belongs in the changelog (all but the local keys)."""
+    for k, v in store.items():
+        if not k.startswith(LOCAL_PREFIX):
+            yield k, v
+
+
+def has_engine_state(store: StateStore) -> bool:
+    return any(True for _ in store.items(META_PREFIX)) or any(
+        True for _ in store.items(STATE_PREFIX)
+    )
+
+
+def clear_store(store: StateStore) -> int:
+    """Delete every key (one batch); returns how many there were."""
+    keys = [k for k, _ in store.items()]
+    if keys:
+        store.write_batch(dict.fromkeys(keys))
+    return len(keys)
+
+
+# -- the engine
+
+
+def load_engine(engine: Engine, store: StateStore) -> dict[str, int]:
+    """Reset the engine and load the store's state into it (restored partitions count
+    as just seen: their idle timeout runs from now)."""
+    engine.reset()
+    items = list(store.items(META_PREFIX)) + list(store.items(STATE_PREFIX))
+    return engine.restore(items)
+
+
+def register_partitions(engine: Engine, stream_of: Callable[[str], str],
+                        tps: Iterable[TP]) -> int:
+    """Make assigned partitions hold back the watermark of the clocks their stream's
+    patterns use, until their first event (or until they are idle)."""
+    by_stream: dict[str, list[TP]] = {}
+    for t, p in tps:
+        by_stream.setdefault(stream_of(t), []).append((t, p))
+    return sum(engine.expect_partitions(s, ps) for s, ps in by_stream.items())
