@@ -1,7 +1,7 @@
 PY ?= python3
 STAMP := .cache/dev-installed
 
-.PHONY: install test check bench demo kafka-up kafka-down clean flink-diff
+.PHONY: install test check bench demo notebooks kafka-up kafka-down clean flink-diff
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
@@ -32,6 +32,9 @@ flink-diff: $(STAMP)
 	bash scripts/flink-oracle.sh
 	PYTHONPATH=$(CURDIR) $(PY) tests/flink/diff.py --seed 10 --count 2500 --record tests/flink/corpus.jsonl
 	PYTHONPATH=$(CURDIR) $(PY) tests/flink/diff.py --seed $(FLINK_SEED) --count $(FLINK_COUNT) --minimize --show 3
+
+notebooks: $(STAMP)
+	$(PY) scripts/execute_notebooks.py   # re-execute and save them with their outputs
 
 kafka-up:
 	bash scripts/kafka.sh up
