@@ -83,28 +83,6 @@ class Clock:
             self._wm = cand
         return self._wm
 
-    def lateness_context(self, partition: Hashable, ooo_ms: int | None = None
-                         ) -> tuple[int, float, int]:
-        """(lag, others, prior) for judging a batch from `partition` event by event:
-        its out-of-orderness, the smallest mark of the other active partitions (+inf
-        when none) and its largest time seen so far. An event `t` after the batch's
-        events before it (largest on-time time `r`, starting at `prior`) is late iff
-        `t <= max(watermark, min(others, r - lag - 1))`: the watermark as it would be
-        after those events, so lateness does not depend on where batches begin."""
-        lag = self._lag.get(partition, self.ooo_ms) if ooo_ms is None else ooo_ms
-        default = self.ooo_ms
-        now = self.now() if self.idle_ms is not None else 0
-        others = POS_INF
-        for p, ts in self._max_ts.items():
-            if p == partition:
-                continue
-            if self.idle_ms is not None and now - self._last_seen.get(p, now) >= self.idle_ms:
-                continue
-            mark = ts - self._lag.get(p, default) - 1
-            if mark < others:
-                others = mark
-        return lag, others, self._max_ts.get(partition, -(2**62))
-
     def move_to(self, t: float) -> None:
         """Set the watermark to `t` if that is ahead (arrival-time clocks: every event
         is due at once)."""

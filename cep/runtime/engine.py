@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import accumulate, count
+from itertools import count
 from typing import Any
 
 import orjson
@@ -364,10 +364,9 @@ class Engine:
                 clock.observe(partition, now)
                 clock.move_to(now)  # arrival time: every event is due at once
             else:
-                ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead,
-                                          clock.lateness_context(partition, ooo),
                                           self.config.time_spec(stream))
+                ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
                 if tss and tss != sorted(tss):
@@ -420,16 +419,11 @@ class Engine:
         tf: tuple[str, ...],
         clock: Clock,
         dead: dict[int, DeadLetter],
-        lateness: tuple[int, float, int],
         spec: TimeSpec = DEFAULT_TIME,
     ) -> tuple[list[Any], list[int], list[Any]]:
         """The events with a valid, on-time time, their times and positions; the others
-        become dead letters (by index). Events already dead (schema) are skipped. Each
-        event is judged against the watermark as it is after the events before it
-        (`Clock.lateness_context`), so an event is late or not whatever the batch
-        boundaries."""
+        become dead letters (by index). Events already dead (schema) are skipped."""
         wm = clock.watermark
-        lag, others, prior = lateness
         skew = self.config.max_future_skew_ms
         limit = self._now_ms() + skew if skew is not None else INF
         single = tf[0] if len(tf) == 1 else None
@@ -441,16 +435,13 @@ class Engine:
                 tss = [d.get(single) for d in events]
                 if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit and (
                         not plausible or (PLAUSIBLE_MS[0] <= min(tss) and
-                                          max(tss) <= PLAUSIBLE_MS[1])) and all(
-                        t > others or t >= r - lag for t, r in
-                        zip(tss, accumulate(tss, max, initial=prior), strict=False)):
+                                          max(tss) <= PLAUSIBLE_MS[1])):
                     return events, tss, pos  # type: ignore[return-value]
             except (AttributeError, TypeError):
                 pass
         ds: list[Any] = []
         tss = []
         ps: list[Any] = []
-        run = prior
         for i, d in enumerate(events):
             if i in dead:
                 continue
@@ -467,23 +458,17 @@ class Engine:
             if t is None:
                 detail = f"time field {'.'.join(tf)}={raw!r}: {why}"
                 dead.setdefault(i, DeadLetter(d, pos[i], "bad_time", detail))
-                continue
-            if t > limit:
+            elif t > limit:
                 dead.setdefault(
                     i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
                 )
-                continue
-            mark = min(others, run - lag - 1)
-            here = mark if mark > wm else wm
-            if t <= here:
-                detail = f"time {t} <= watermark {int(here)}"
+            elif t <= wm:
+                detail = f"time {t} <= watermark {int(wm)}"
                 dead.setdefault(i, DeadLetter(d, pos[i], "late", detail))
             else:
                 ds.append(d)
                 tss.append(t)
                 ps.append(pos[i])
-                if t > run:
-                    run = t
         return ds, tss, ps
 
     def _key_check(self, stream: str | None) -> KeyCheck | None:
