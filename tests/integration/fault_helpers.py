@@ -145,13 +145,14 @@ def umount(path: Path) -> None:
 def fill(path: Path) -> Path:
     """Fill the file system of `path` up to the last byte; returns the filler file."""
     filler = path / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: the last write fails here
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(chunk[:size])
+            except OSError:
+                continue
     return filler
 
 
