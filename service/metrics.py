@@ -68,6 +68,8 @@ class ServiceMetrics:
         self.recent_alerts = Gauge("cep_recent_alerts", "Alerts in the recent-alerts buffer",
                                    registry=r)
         self.ready = Gauge("cep_ready", "1 when the engine loop runs", registry=r)
+        self.stalled = Gauge("cep_stalled", "1 when input waits and the Kafka runner has "
+                             "committed nothing for kafka.stall_after_ms", registry=r)
         self.loop_errors = Counter("cep_loop_errors", "Unexpected errors of the engine loop "
                                    "(a batch failed)", registry=r)
         self.decode_reasons: PyCounter[str] = PyCounter()  # dead letters before the engine
@@ -162,6 +164,10 @@ class EngineCollector:
                                      labels=["pattern", "version"])
         evicted = CounterMetricFamily("cep_runs_evicted", "Partial matches evicted by "
                                       "max_runs_per_key", labels=["pattern", "version"])
+        mismatches = CounterMetricFamily(
+            "cep_type_mismatches", "Values of the wrong type met by a pattern's conditions "
+            "and measures (each made a comparison false); a misspelled value or a "
+            "type error in the pattern", labels=["pattern", "version"])
         for p in snap.patterns:
             lv = [p.name, str(p.version)]
             runs.add_metric(lv, p.live_runs)
@@ -170,7 +176,8 @@ class EngineCollector:
             buffered.add_metric(lv, p.buffered)
             draining.add_metric(lv, 1 if p.draining else 0)
             evicted.add_metric(lv, p.stats.get("runs_evicted", 0))
-        yield from (runs, timers, keys, buffered, draining, evicted)
+            mismatches.add_metric(lv, p.stats.get("type_mismatch", 0))
+        yield from (runs, timers, keys, buffered, draining, evicted, mismatches)
         lag = GaugeMetricFamily("cep_watermark_lag_seconds", "Wall clock minus watermark, "
                                 "per clock (time field) and source partition",
                                 labels=["clock", "partition"])

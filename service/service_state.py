@@ -23,13 +23,16 @@ from typing import TypeVar
 from cep.errors import CepError
 from cep.runtime.engine import Alert, Engine
 from cep.scoring.registry import ModelRegistry
+from cep.streams import StreamSchema
 from service.api.hub import AlertHub
-from service.build import engine_config
+from service.build import engine_config, stream_schemas
 from service.catalog import Catalog
 from service.config import Settings
 from service.control import Control
 from service.embedded.loop import DeadLetterFile, EmbeddedLoop
+from service.kafka import watchdog
 from service.kafka.tasks import TaskTable
+from service.kafka.watchdog import Progress
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
@@ -67,6 +70,7 @@ class ServiceState:
         self.ready_event = threading.Event()
         # Kafka mode: the partition tasks this process runs (GET /tasks, /ready)
         self.tasks = TaskTable()
+        self.progress: Progress | None = None  # Kafka mode: the runner's watchdog
         self._kafka_thread: threading.Thread | None = None
         self._kafka_error: BaseException | None = None
         self.requests = itertools.count(1)
@@ -74,6 +78,7 @@ class ServiceState:
         self.inflight = asyncio.Semaphore(8)  # POST /events batches queued at once
         self.sse_heartbeat_s = 15.0
         self.started = False
+        self.schemas: dict[str, StreamSchema] = {}  # declared stream schemas (at start)
 
     @property
     def mode(self) -> str:
@@ -90,8 +95,13 @@ class ServiceState:
         s = self.settings
         self._load_models()
         self.scorer.refresh()
-        entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names())
-        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer)
+        self.schemas = stream_schemas(s)
+        entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names(),
+                                            self.schemas)
+        # embedded mode never checkpoints: recording changed keys for checkpoint() would
+        # only grow (issue 14: ~100 MB per million keys that came and went)
+        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer,
+                        track_changes=not s.embedded)
         log.info("loaded %d patterns (%s), %d models", len(entries),
                  ", ".join(f"{e.name}@{e.version}" for e in entries) or "none",
                  len(self.registry.names()))
@@ -105,6 +115,9 @@ class ServiceState:
             self.loop.start()
             self.loop.ready.wait(5.0)
         else:
+            k = s.kafka
+            self.progress = Progress(k.stall_after_ms / 1000, k.wedged_after_ms / 1000)
+            watchdog.activate(self.progress)
             self._start_kafka(engine)
         self.metrics.ready.set(1 if self.ready else 0)
 
@@ -117,8 +130,15 @@ class ServiceState:
         self.hub.close()
         self.metrics.ready.set(0)
         activate(None)
+        if self.progress is not None and watchdog.active() is self.progress:
+            watchdog.activate(None)
 
     def _publish(self, alerts: list[Alert]) -> None:
+        if not self.settings.embedded:
+            # in Kafka mode an alert without `emit to` went to the alert topic: say so
+            default = self.settings.kafka.alert_topic
+            alerts = [a if a.topic is not None else Alert(default, a.key, a.record)
+                      for a in alerts]
         self.hub.publish(alerts)
         self.metrics.recent_alerts.set(len(self.hub))
 
@@ -165,6 +185,14 @@ class ServiceState:
             return self.loop.ready.is_set() and self.loop.alive
         t = self._kafka_thread
         return t is not None and t.is_alive() and self.ready_event.is_set()
+
+    def stalled(self) -> str | None:
+        """Kafka mode: why the runner makes no progress although input waits, or None."""
+        return None if self.progress is None else self.progress.stalled()
+
+    def wedged(self) -> str | None:
+        """Kafka mode: why the runner's loop counts as stuck (liveness), or None."""
+        return None if self.progress is None else self.progress.wedged()
 
     def not_ready_reason(self) -> str:
         if self.stop_event.is_set():

@@ -20,7 +20,10 @@ from typing import Any
 Position = tuple[Any, ...]
 
 # why an input became a dead letter (docs/semantics.md, "Dead letters")
-REASONS = ("malformed", "missing_time", "bad_time", "future_timestamp", "late", "missing_key")
+REASONS = ("malformed", "schema", "missing_time", "bad_time", "future_timestamp", "late",
+           "missing_key",
+           # Kafka mode's record limits (service/kafka/record_limits.py, service/kafka/poison.py)
+           "key_too_large", "event_too_large", "state_too_large", "poison")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ class DeadLetter:
 
 
 class Alert:
-    """An alert record (the JSON object of architecture.md) and where it goes."""
+    """An alert record (the JSON object of docs/alerts.md) and where it goes."""
 
     __slots__ = ("key", "record", "topic")
 

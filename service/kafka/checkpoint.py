@@ -53,13 +53,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from cep.errors import CepError
 from cep.runtime.engine import Engine
 from cep.state.store import StateStore
+from service.kafka.bounded import CallTimedOut, bounded
 from service.kafka.io import Deliveries, produce
 from service.kafka.store import (
     CHANGELOG_POS_KEY,
@@ -119,6 +120,10 @@ class CheckpointInfo:
     seconds: float
 
 
+# drops over-limit state of a task engine from its puts (with dead letters); how many
+StateFilter = Callable[[Engine, dict[bytes, bytes | None]], int]
+
+
 @dataclass
 class TaskCut:
     """One partition task's part of a checkpoint: its engine (`Engine.task(n)`), its
@@ -130,13 +135,17 @@ class TaskCut:
     positions: dict[TP, int]
     seed_snapshot: bool = False  # write the whole store (the changelog lacks it)
 
-    def puts(self) -> dict[bytes, bytes | None]:
+    def puts(self, state_filter: StateFilter | None = None) -> tuple[dict[bytes, bytes | None],
+                                                                      int]:
+        """The cut's store puts, and how many keys `state_filter` dropped."""
         puts: dict[bytes, bytes | None] = {}
         if self.seed_snapshot:
             puts.update(replicated_items(self.store))
-        puts.update(self.engine.checkpoint())
+        deltas = self.engine.checkpoint()
+        dropped = state_filter(self.engine, deltas) if state_filter is not None else 0
+        puts.update(deltas)
         puts.update(offset_puts(self.positions))
-        return puts
+        return puts, dropped
 
 
 def _all_positions(cuts: list[TaskCut]) -> dict[TP, int]:
@@ -184,6 +193,7 @@ class AtLeastOnceCheckpoint:
         self.flush_log_s = flush_log_s
         self.stop_waiting = stop_waiting
         self.seq = 0
+        self.state_filter: StateFilter | None = None
 
     def _flush(self, what: str) -> None:
         while True:
@@ -209,15 +219,17 @@ class AtLeastOnceCheckpoint:
         written: list[tuple[TaskCut, dict[bytes, bytes | None]]] = []
         self.seq += 1
         self.deliveries.changelog_next = {}
+        dropped = 0
         for cut in cuts:
-            puts = cut.puts()
+            puts, n = cut.puts(self.state_filter)
+            dropped += n
             written.append((cut, puts))
             if self.changelog_topic is not None:
                 for k, v in _changelog_records(cut, puts, self.seq):
                     produce(self.producer, self.changelog_topic, v, k,  # type: ignore[arg-type]
                             on_delivery=self.deliveries, partition=cut.task)
-        if self.changelog_topic is not None and written:
-            self._flush("changelog")
+        if (self.changelog_topic is not None and written) or dropped:
+            self._flush("changelog")  # and the dead letters of dropped state
         # 3. per task: one atomic, synced write; only then are the deltas taken
         keys = 0
         for cut, puts in written:
@@ -255,6 +267,10 @@ FENCED_CODES = frozenset(
 )
 
 
+FENCED_LIMIT = 3
+FENCED_WINDOW_S = 600.0
+
+
 class Transactions:
     """The transactional producer's lifecycle: one transaction per checkpoint interval,
     begun lazily at the first record, and its error handling as confluent-kafka
@@ -262,10 +278,14 @@ class Transactions:
     transaction; anything else: fatal for this producer)."""
 
     def __init__(self, producer: TxnProducerLike, *, timeout_s: float = 60.0,
-                 retry_backoff_s: float = 0.2) -> None:
+                 retry_backoff_s: float = 0.2, grace_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.grace_s = grace_s  # a call still blocked this long after its timeout: abandoned
+        self.clock = clock
+        self.fencings: list[float] = []  # when the producer was fenced (see _fail)
         self.open = False
 
     def begin(self) -> None:
@@ -288,9 +308,13 @@ class Transactions:
         if not self.open:
             return True
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            bounded(lambda: self.producer.abort_transaction(self.timeout_s),
+                    self.timeout_s + self.grace_s, "abort_transaction")
         except KafkaException as exc:
             log.error("abort_transaction failed: %s", exc.args[0])
+            return False
+        except CallTimedOut as exc:
+            log.error("%s", exc)
             return False
         finally:
             self.open = False
@@ -309,33 +333,44 @@ class Transactions:
 
     def _call(self, what: str, fn: Callable[[], None], *, unknown: bool = False) -> None:
         deadline = time.monotonic() + self.timeout_s
+        outcome = "the outcome of the commit is unknown" if unknown else "giving up"
         while True:
             try:
-                fn()
+                bounded(fn, self.timeout_s + self.grace_s, what)
                 return
+            except CallTimedOut as exc:
+                problem = f"{exc} (librdkafka's own timeout is {self.timeout_s:.0f}s)"
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
-                    if time.monotonic() < deadline:
-                        log.warning("%s: %s; retrying", what, err)
-                        time.sleep(self.retry_backoff_s)
-                        continue
-                    self.open = False
-                    raise RewindError(
-                        f"{what}: still failing after {self.timeout_s:.0f}s ({err}); "
-                        + ("the outcome of the commit is unknown" if unknown else "giving up"),
-                        recreate_producer=True,
-                    ) from None
-                self._fail(what, err)
-
-    def _fail(self, what: str, err: KafkaError) -> None:
-        if err.code() in FENCED_CODES:
+                if not (err.retriable() and not err.txn_requires_abort() and not err.fatal()):
+                    self._fail(what, err)
+                if time.monotonic() < deadline:
+                    log.warning("%s: %s; retrying", what, err)
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                problem = f"{what}: still failing after {self.timeout_s:.0f}s ({err})"
             self.open = False
-            raise ProducerFencedError(
-                f"{what}: {err}. Another process with transactional.id "
-                "took over; this one stops. Give every process its own "
-                "kafka.transactional_id and state_dir."
-            ) from None
+            raise RewindError(f"{problem}; {outcome}", recreate_producer=True) from None
+
+    def _fail(self, what: str, err: KafkaError) -> NoReturn:
+        if err.code() in FENCED_CODES:
+            # A broker restart can fence the only producer of a transactional.id (its
+            # transaction timed out and the coordinator bumped the epoch): recreate the
+            # producer and replay. Fenced again and again means another process really
+            # uses the same id: stop.
+            self.open = False
+            now = self.clock()
+            self.fencings = [t for t in self.fencings if now - t < FENCED_WINDOW_S] + [now]
+            if len(self.fencings) >= FENCED_LIMIT:
+                raise ProducerFencedError(
+                    f"{what}: {err}; fenced {len(self.fencings)} times within "
+                    f"{FENCED_WINDOW_S / 60:.0f} min: another process probably uses "
+                    "transactional.id too. This one stops. Give every process its own "
+                    "kafka.transactional_id and state_dir."
+                ) from None
+            raise RewindError(f"{what}: {err}; the producer was fenced (epoch bumped, e.g. "
+                              "after a broker restart): recreating it",
+                              recreate_producer=True) from None
         if err.txn_requires_abort():
             ok = self.abort()
             raise RewindError(f"{what}: {err}; transaction aborted",
@@ -358,6 +393,7 @@ class ExactlyOnceCheckpoint:
         self.changelog_topic = changelog_topic
         self.group_metadata = group_metadata
         self.seq = 0
+        self.state_filter: StateFilter | None = None
 
     def commit(self, cuts: list[TaskCut]) -> CheckpointInfo:
         t0 = time.monotonic()
@@ -368,7 +404,7 @@ class ExactlyOnceCheckpoint:
         topic = self.changelog_topic
         written: list[tuple[TaskCut, dict[bytes, bytes | None]]] = []
         for cut in cuts:
-            puts = cut.puts()
+            puts, _ = cut.puts(self.state_filter)
             written.append((cut, puts))
             for k, v in _changelog_records(cut, puts, self.seq):
                 self.txn.produce(topic, v, k, on_delivery=self.deliveries, partition=cut.task)

@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from service_helpers import make_settings
+
 from cep.runtime.engine import Alert
 from service.api.hub import AlertFilter, AlertHub, key_text
+from service.config import KafkaConfig
+from service.service_state import ServiceState
 
 
 def alert(pattern: str = "p", key: Any = "k", severity: str = "low", **rec: Any) -> Alert:
@@ -37,14 +41,15 @@ def test_a_slow_subscriber_is_closed_not_waited_for() -> None:
         hub = AlertHub(100, None, max_pending=3)
         sub = hub.subscribe(asyncio.get_running_loop())
         hub.publish([alert(), alert()])
-        hub.publish([alert(), alert()])  # 4 pending > 3: closed
+        hub.publish([alert(), alert()])  # 2 pending before it: delivered
+        hub.publish([alert()])  # 4 pending before it > 3: closed
         await asyncio.sleep(0.05)
-        got = [await sub.get(), await sub.get()]
+        got = [await sub.get(), await sub.get(), await sub.get()]
         hub.publish([alert()])  # nothing more for a closed subscriber
         await asyncio.sleep(0.05)
         return [None if g is None else [i.id for i in g] for g in got] + [sub.queue.qsize()]
 
-    assert asyncio.run(run()) == [[1, 2], None, 0]
+    assert asyncio.run(run()) == [[1, 2], [3, 4], None, 0]
 
 
 def test_close_ends_streams_and_refuses_new_ones() -> None:
@@ -75,3 +80,18 @@ def test_a_failing_alerts_file_does_not_lose_the_alerts() -> None:
     hub._file = BrokenFile()  # type: ignore[assignment]
     assert [i.id for i in hub.publish([alert()])] == [1]
     assert hub.file_errors == 1 and len(hub) == 1
+
+
+def test_kafka_mode_alerts_name_the_alert_topic(tmp_path: Path) -> None:
+    """In Kafka mode, /alerts shows where an alert without `emit to` went (the alert
+    topic), not `"topic": null`."""
+    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1",
+                                                         alert_topic="my.alerts"))
+    svc = ServiceState(settings)
+    svc.hub.open()
+    try:
+        rec = {"pattern": "p", "key": "k", "severity": "high"}
+        svc._publish([Alert(None, "k", rec), Alert("fraud.alerts", "k", rec)])
+        assert [i.topic for i in svc.hub.recent(after_id=0)] == ["my.alerts", "fraud.alerts"]
+    finally:
+        svc.hub.close()
