@@ -331,14 +331,7 @@ class KafkaRunner:
                 # locked by another process, no space left, ...: moving it aside would
                 # not help (and could hide another process's store)
                 raise KafkaRunnerError(f"{exc}. Fix the cause and restart.") from exc
-            if not self.eos:
-                raise KafkaRunnerError(
-                    f"{exc}. At-least-once mode has no changelog to rebuild it from: the "
-                    f"service stops rather than resume with part of its state. Move "
-                    f"{path} away and restart to start without state from the group's "
-                    f"committed offsets (partial matches in flight are lost), or reset the "
-                    f"group's offsets to replay."
-                ) from exc
+            # damaged: the task's changelog partition has its state (both modes write it)
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
             log.error("state store %s is unreadable or damaged (%s); moved to %s, rebuilding "
                       "it from the changelog %s", path, exc, aside, self.k.changelog_topic)

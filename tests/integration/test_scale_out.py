@@ -33,9 +33,9 @@ from kafka_runner_helpers import (
     read_topic,
     settings_of,
     wait_for,
+    workload,
     write_config,
 )
-from test_kafka_exactly_once import workload
 
 from service.kafka.engine_factory import engine_from_settings
 
