@@ -80,7 +80,7 @@ def recover_store(
     tp = TopicPartition(topic, partition)
     consumer = Consumer(consumer_conf)
     try:
-        low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        low, high = _ends(consumer, tp, t0 + timeout_s)
         pos = changelog_position(store)
         if high <= low:  # empty (or fully compacted away: cannot be, the meta key stays)
             if pos is None and has_engine_state(store):
@@ -124,6 +124,23 @@ def recover_store(
         return rec
     finally:
         consumer.close()
+
+
+def _ends(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """The partition's first and end offsets; a broker that is restarting (a rebalance
+    after lost partitions can come before it is back) is waited for until `deadline`."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise KafkaRunnerError(
+                    f"changelog {tp.topic}[{tp.partition}]: its offsets could not be read "
+                    f"({exc.args[0]}); is the broker up?") from None
+            log.warning("changelog %s[%d]: reading its offsets: %s; retrying", tp.topic,
+                        tp.partition, exc.args[0])
+            time.sleep(0.5)
 
 
 def _replay(
