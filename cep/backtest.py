@@ -134,14 +134,17 @@ def run_backtest(
     progress: bool = False,
     batch_size: int = 4096,
     on_alerts: Callable[[list[Alert]], None] | None = None,
+    scoring_threads: int | None = 1,
 ) -> BacktestReport:
-    """Run patterns over files; write alerts (JSONL) to `out` (stdout when None)."""
+    """Run patterns over files; write alerts (JSONL) to `out` (stdout when None).
+    `scoring_threads`: BLAS/OpenMP threads per model call (None: the libraries' own)."""
     streaming = max_out_of_orderness_ms is not None
     attempts = ["stream"] if streaming else ["complete", "sorted"]
     for mode in attempts:
         try:
             return _run(plans, paths, mode, out, dead_out, max_out_of_orderness_ms or 0,
-                        label_field, scorer, progress, batch_size, on_alerts)
+                        label_field, scorer, progress, batch_size, on_alerts,
+                        scoring_threads)
         except _Unordered:
             if progress:
                 sys.stderr.write("\n  file is not ordered by event time: replaying it sorted\n")
@@ -160,8 +163,10 @@ def _run(
     progress: bool,
     batch_size: int,
     on_alerts: Callable[[list[Alert]], None] | None,
+    scoring_threads: int | None,
 ) -> BacktestReport:
-    engine = Engine(plans, EngineConfig(max_out_of_orderness_ms=ooo), scorer=scorer)
+    config = EngineConfig(max_out_of_orderness_ms=ooo, scoring_threads=scoring_threads)
+    engine = Engine(plans, config, scorer=scorer)
     engine.track_changes = False  # a backtest never checkpoints
     report = BacktestReport(mode=mode, patterns=[p.name for p in plans])
     labels = LabelScorer(label_field) if label_field else None

@@ -66,6 +66,38 @@ def scorer_for(registry: Any) -> Any:
     return registry_scorer(registry)
 
 
+def compile_scoring(paths: Sequence[str], models_dir: Path | None) -> tuple[list[Any], Any]:
+    """Compile patterns against the models' manifests, then load only the models the
+    patterns score with: (plans, scorer or None). Without a scoring pattern neither
+    scikit-learn nor skops is imported (cep.scoring.directory)."""
+    features = None
+    if models_dir is not None and models_dir.is_dir():
+        from cep.scoring.directory import read_manifests
+
+        manifests, problems = read_manifests(models_dir)
+        for name, err in problems:
+            print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
+        features = {name: m.feature_names for name, m in sorted(manifests.items())}
+    from cep.compiler.plan import compile_pattern
+    from cep.dsl import load_paths
+
+    plans = [compile_pattern(p) for p in load_paths(paths, models=features)]
+    needed = sorted({m for plan in plans for m in plan.models})
+    if not needed or models_dir is None:
+        return plans, None
+    from cep.errors import ModelError
+    from cep.scoring.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    failed = registry.load_dir(models_dir, only=needed)
+    if failed:
+        users = {m: sorted(p.name for p in plans if m in p.models) for m, _ in failed}
+        raise ModelError("; ".join(
+            f"model {m!r} (scored by pattern {', '.join(users[m])}) did not load: {err}"
+            for m, err in failed))
+    return plans, scorer_for(registry)
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -89,8 +121,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from cep.backtest import format_summary, run_backtest
 
-    registry = load_models(Path(args.models) if args.models else project_dir("models"))
-    plans = compile_paths(args.patterns, registry)
+    models = Path(args.models) if args.models else project_dir("models")
+    plans, scorer = compile_scoring(args.patterns, models)
     report = run_backtest(
         plans,
         args.events,
@@ -98,8 +130,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         dead_out=args.dead_letters,
         max_out_of_orderness_ms=args.max_out_of_orderness,
         label_field=args.label_field,
-        scorer=scorer_for(registry),
+        scorer=scorer,
         progress=sys.stderr.isatty() and not args.quiet,
+        scoring_threads=args.scoring_threads,
     )
     if not args.quiet:
         print(format_summary(report), file=sys.stderr)
@@ -126,7 +159,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cep.synth import generate, write_jsonl
 
     patterns = Path(args.patterns) if args.patterns else project_dir("patterns")
-    registry = load_models(project_dir("models"))
     print(f"cep demo: {args.events:,} synthetic events (seed {args.seed}), "
           f"patterns from {patterns}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cep-demo-") as tmp:
@@ -136,17 +168,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  generated {events_path.name} in {time.perf_counter() - t0:.1f}s",
               file=sys.stderr)
         out = Path(args.out) if args.out else Path("out") / "demo-alerts.jsonl"
-        plans = compile_paths([str(patterns)], registry)
+        plans, scorer = compile_scoring([str(patterns)], project_dir("models"))
         report = run_backtest(plans, [events_path], out=out, label_field="label",
-                              scorer=scorer_for(registry), progress=sys.stderr.isatty())
+                              scorer=scorer, progress=sys.stderr.isatty(),
+                              scoring_threads=args.scoring_threads)
     print(format_summary(report))
     print(f"\nalerts written to {out}")
     return 0
 
 
 def cmd_dis(args: argparse.Namespace) -> int:
-    registry = load_models(Path(args.models) if args.models else project_dir("models"))
-    plans = compile_paths([args.path], registry)
+    plans, _ = compile_scoring([args.path], Path(args.models) if args.models else
+                               project_dir("models"))
     shown = 0
     for plan in plans:
         if args.pattern and plan.name != args.pattern:
@@ -165,6 +198,22 @@ def cmd_dis(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- argument parsing
+
+
+def scoring_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scoring-threads", type=_threads, default=1, metavar="N",
+                   help="BLAS/OpenMP threads per model call (default 1; 0 = the "
+                        "libraries' default of one per core)")
+
+
+def _threads(text: str) -> int | None:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of threads: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the number of threads cannot be negative")
+    return n or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay in file order with this lateness allowance (e.g. 5s)")
     p.add_argument("--label-field", help="event field with '<pattern>:<incident>' labels")
     p.add_argument("--models", help="model directory (default: ./models)")
+    scoring_threads(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(fn=cmd_backtest)
 
@@ -201,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patterns", help="pattern directory (default: ./patterns)")
     p.add_argument("--out", help="alerts file (default: out/demo-alerts.jsonl)")
+    scoring_threads(p)
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("dis", help="show a pattern's NFA and generated code")

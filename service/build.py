@@ -48,6 +48,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             n: s.max_out_of_orderness_ms for n, s in settings.streams.items()
         },
         max_runs_per_key=settings.max_runs_per_key,
+        scoring_threads=settings.scoring_threads or None,
     )
 
 

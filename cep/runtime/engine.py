@@ -38,6 +38,7 @@ from cep.compiler.plan import CompiledPattern, EmitPlan
 from cep.errors import ModelError
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output, Run, match_events
+from cep.scoring.threads import ThreadLimit
 
 # score(model name, {feature name: column of values}) -> one score per row
 ScoreFn = Callable[[str, dict[str, list[Any]]], Sequence[float]]
@@ -55,6 +56,9 @@ class EngineConfig:
     stream_time_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stream_out_of_orderness_ms: dict[str, int] = field(default_factory=dict)
     max_runs_per_key: int = 10_000
+    # BLAS/OpenMP threads a model call may use (None: the libraries' defaults, one per
+    # core); see cep/scoring/threads.py
+    scoring_threads: int | None = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,26 @@ class DeadLetter:
     position: Any  # where it came from: (file, line) / (topic, partition, offset) / None
     reason: str  # malformed | missing_time | bad_time | future_timestamp | late | ...
     detail: str = ""
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch after a pattern's prefilter: (index, key state or key) candidates."""
+
+    ds: list[Any]
+    tss: list[int]
+    pos: list[Any]
+    cands: list[tuple[int, Any]]
+    horizon: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """One score call site's feature columns (in the call's feature order) for n rows."""
+
+    call: Any  # cep.compiler.plan.ScoreCall
+    columns: Sequence[list[Any]]
+    n: int
 
 
 class Alert:
@@ -198,7 +222,15 @@ class PatternRuntime:
 
     def ingest(self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float) -> None:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
-        `horizon` is the watermark after this batch (see the prefilter in plan.py)."""
+        `horizon` is the watermark after this batch (see the prefilter in plan.py).
+        (`Engine.process` runs the three steps itself, to share score calls between
+        patterns.)"""
+        staged = self.stage(ds, tss, pos, horizon)
+        requests = self.score_requests(staged)
+        self.admit(staged, self.engine._score_many(requests))
+
+    def stage(self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float) -> Staged:
+        """Step 1 of ingesting a batch: order it (`order by`) and run the prefilter."""
         plan = self.plan
         if plan.order_by:  # ties in time are taken in order-by order, before relevance
             obs = [tuple(_sortable(path_get(d, p)) for p in plan.order_by) for d in ds]
@@ -210,10 +242,29 @@ class PatternRuntime:
             plan.prefilter(ds, tss, horizon, get, create, cands)
         except Exception as exc:  # generated code is total; this guards against bugs
             cands = self._prefilter_each(ds, tss, horizon, get, create, exc)
+        return Staged(ds, tss, pos, cands, horizon)
+
+    def score_requests(self, staged: Staged) -> list[ScoreRequest]:
+        """Step 2: the `let` score calls the staged events need (feature columns)."""
+        plan = self.plan
+        calls = plan.let_score_calls
+        keyed = staged.cands
+        if not calls or not keyed:
+            return []
+        ds, tss = staged.ds, staged.tss
+        cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
+                             [k for _, k in keyed])
+        return [ScoreRequest(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+
+    def admit(self, staged: Staged, scores: list[list[Any]]) -> None:
+        """Step 3: with the scores of step 2 (one list per request), buffer the
+        relevant events."""
+        plan = self.plan
+        ds, tss, pos, cands = staged.ds, staged.tss, staged.pos, staged.cands
         if not plan.let_names:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
-            selected = self._with_lets(ds, tss, cands, horizon)
+            selected = self._with_lets(ds, tss, cands, staged.horizon, scores)
         if not selected:
             return
         arrival = self.engine._arrival
@@ -254,14 +305,11 @@ class PatternRuntime:
         return cands
 
     def _with_lets(
-        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float
+        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
+        results: list[list[Any]],
     ) -> list[tuple[int, KeyState, Any]]:
         plan = self.plan
-        calls = plan.let_score_calls
-        if calls:
-            cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
-                                 [k for _, k in keyed])
-            results = [self.engine._score(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+        if results:
             scores: list[Any] = list(zip(*results, strict=True))
         else:
             scores = [()] * len(keyed)
@@ -372,6 +420,7 @@ class Engine:
     ) -> None:
         self.config = config or EngineConfig()
         self.scorer = scorer
+        self._threads = ThreadLimit(self.config.scoring_threads)
         self.now_ms = now_ms
         self.clocks: dict[tuple[str, ...], Clock] = {}
         self.runtimes: list[PatternRuntime] = []
@@ -493,9 +542,17 @@ class Engine:
                     tss = [tss[j] for j in order]
                     ps = [ps[j] for j in order]
             horizon = clock.watermark
-            for rt in rts:
-                if ds:
-                    rt.ingest(ds, tss, ps, horizon)
+            if ds:
+                # prefilter every pattern, then score all of them (one model call per
+                # model and feature set), then buffer
+                staged = [rt.stage(ds, tss, ps, horizon) for rt in rts]
+                requests = [rt.score_requests(st) for rt, st in zip(rts, staged, strict=True)]
+                flat = [r for rs in requests for r in rs]
+                scores = self._score_many(flat) if flat else []
+                at = 0
+                for rt, st, rs in zip(rts, staged, requests, strict=True):
+                    rt.admit(st, scores[at:at + len(rs)])
+                    at += len(rs)
             wm = clock.watermark
             for rt in rts:
                 rt.drain(wm, outs)
@@ -577,13 +634,42 @@ class Engine:
 
     # -- alerts
 
+    def _score_many(self, requests: Sequence[ScoreRequest]) -> list[list[Any]]:
+        """The scores of each request, with ONE model call per (model, feature names):
+        requests of several patterns (or call sites) that score the same model with the
+        same features share a call, their rows concatenated. A row's score never depends
+        on the other rows of its call (cep.scoring.model), so sharing changes no value."""
+        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        for r, req in enumerate(requests):
+            names = tuple(name for name, _ in req.call.features)
+            groups.setdefault((req.call.model, names), []).append(r)
+        out: list[list[Any]] = [[] for _ in requests]
+        for idx in groups.values():
+            first = requests[idx[0]]
+            if len(idx) == 1:
+                out[idx[0]] = self._score(first.call, first.columns, first.n)
+                continue
+            width = len(first.columns)
+            columns = [[v for r in idx for v in requests[r].columns[f]] for f in range(width)]
+            scores = self._score(first.call, columns, sum(requests[r].n for r in idx))
+            at = 0
+            for r in idx:
+                n = requests[r].n
+                out[r] = scores[at:at + n]
+                at += n
+        return out
+
     def _score(self, call: Any, columns: Sequence[list[Any]], n: int) -> list[Any]:
-        """One vectorised call for one score call site over a batch (columns in the
-        order the features were written). A failing model gives nulls, counted."""
+        """One vectorised call for one model over a batch (columns in the order the
+        features were written), with the thread pools limited. A failing model gives
+        nulls, counted."""
         assert self.scorer is not None
         names = [name for name, _ in call.features]
+        self.metrics["score_calls"] += 1
+        self.metrics["score_rows"] += n
         try:
-            out = list(self.scorer(call.model, dict(zip(names, columns, strict=True))))
+            with self._threads:
+                out = list(self.scorer(call.model, dict(zip(names, columns, strict=True))))
         except Exception as exc:
             self.metrics["scoring_errors"] += 1
             if len(self.errors) < 100:
@@ -593,20 +679,6 @@ class Engine:
             self.metrics["scoring_errors"] += 1
             return [None] * n
         return out
-
-    def _score_rows(
-        self, calls: Sequence[Any], feats: list[tuple[Any, ...]], n: int
-    ) -> list[tuple[Any, ...]]:
-        """Per row, the results of each score call (rows of features -> columns)."""
-        if not calls:
-            return [()] * n
-        results = []
-        for j, call in enumerate(calls):
-            rows = [f[j] for f in feats]
-            columns = [list(c) for c in zip(*rows, strict=True)] if rows else [
-                [] for _ in call.features]
-            results.append(self._score(call, columns, n))
-        return list(zip(*results, strict=True))
 
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:
         if not outs:
@@ -620,17 +692,27 @@ class Engine:
         now = self.now_ms()
         detected = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
         detected = detected.replace("+00:00", "Z")
+        # every group's `emit` score calls first, so equal models share one call
+        prepared: list[tuple[CompiledPattern, str, EmitPlan, list[Any], int]] = []
+        requests: list[ScoreRequest] = []
         for (_, kind), items in groups.items():
-            rt = items[0][0]
-            plan = rt.plan
+            plan = items[0][0].plan
             emit: EmitPlan | None = plan.emit if kind == "match" else plan.timeout
             if emit is None:
                 continue
-            feats = (
-                [emit.feats(run.path, key, t) for _, key, run, t, _ in items]
-                if emit.score_calls else []
+            prepared.append((plan, kind, emit, items, len(requests)))
+            if not emit.score_calls:
+                continue
+            feats = [emit.feats(run.path, key, t) for _, key, run, t, _ in items]
+            for j, call in enumerate(emit.score_calls):
+                columns = [list(c) for c in zip(*[f[j] for f in feats], strict=True)]
+                requests.append(ScoreRequest(call, columns, len(items)))
+        results = self._score_many(requests) if requests else []
+        for plan, kind, emit, items, r0 in prepared:
+            k = len(emit.score_calls)
+            scores: list[tuple[Any, ...]] = (
+                list(zip(*results[r0:r0 + k], strict=True)) if k else [()] * len(items)
             )
-            scores = self._score_rows(emit.score_calls, feats, len(items))
             for j, (_, key, run, t, n) in enumerate(items):
                 try:
                     measures = emit.fn(run.path, key, t, scores[j])
