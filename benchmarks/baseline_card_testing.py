@@ -59,44 +59,59 @@ Match = tuple[Any, list[Any], Any]  # (card_id, [tiny event ids], big event id)
 
 def match_card_testing(events: Iterable[Mapping[str, Any]]) -> list[Match]:
     """Matches of `card_testing` over events sorted by `ts`, in the order they complete."""
-    matches: list[Match] = []
-    # card -> deque of (ts, amount, id) of the tiny purchases of the live runs
-    state: dict[Any, deque[tuple[int, float, Any]]] = {}
-    get_state = state.get
-    window = WINDOW_MS
-    for ev in events:
-        if ev.get("type") != "purchase" or ev.get("stream", "transactions") != "transactions":
-            continue
-        card = ev.get("card_id")
-        if card is None:
-            continue
-        amount: Any = ev.get("amount")
-        tinies = get_state(card)
-        try:
-            if tinies is None:
-                if amount < TINY_BELOW:
-                    state[card] = deque(((ev["ts"], amount, ev["id"]),))
+    m = CardTestingMatcher()
+    m.feed(events)
+    return m.matches
+
+
+class CardTestingMatcher:
+    """The matcher, fed a batch at a time. `matches` as in `match_card_testing`;
+    `spans`: (card, first tiny ts, big ts) of each match."""
+
+    def __init__(self) -> None:
+        self.matches: list[Match] = []
+        self.spans: list[tuple[Any, int, int]] = []
+        # card -> deque of (ts, amount, id) of the tiny purchases of the live runs
+        self.state: dict[Any, deque[tuple[int, float, Any]]] = {}
+
+    def feed(self, events: Iterable[Mapping[str, Any]]) -> None:
+        matches = self.matches
+        state = self.state
+        get_state = state.get
+        window = WINDOW_MS
+        for ev in events:
+            if ev.get("type") != "purchase" or ev.get("stream", "transactions") != "transactions":
                 continue
-            ts = ev["ts"]
-            horizon = ts - window
-            while tinies and tinies[0][0] <= horizon:
-                tinies.popleft()
-            if len(tinies) >= MIN_TINY:
-                found = _best_match(tinies, amount)
-                if found is not None:
-                    i, k = found
-                    ids = [tinies[j][2] for j in range(i, i + k)]
-                    matches.append((card, ids, ev["id"]))
-                    del state[card]
+            card = ev.get("card_id")
+            if card is None:
+                continue
+            amount: Any = ev.get("amount")
+            tinies = get_state(card)
+            try:
+                if tinies is None:
+                    if amount < TINY_BELOW:
+                        state[card] = deque(((ev["ts"], amount, ev["id"]),))
                     continue
-            if amount < TINY_BELOW:
-                tinies.append((ts, amount, ev["id"]))
-            elif not tinies:
-                del state[card]
-        except TypeError:  # amount missing or not a number: both conditions are false
-            if tinies is not None and not tinies:
-                del state[card]
-    return matches
+                ts = ev["ts"]
+                horizon = ts - window
+                while tinies and tinies[0][0] <= horizon:
+                    tinies.popleft()
+                if len(tinies) >= MIN_TINY:
+                    found = _best_match(tinies, amount)
+                    if found is not None:
+                        i, k = found
+                        ids = [tinies[j][2] for j in range(i, i + k)]
+                        matches.append((card, ids, ev["id"]))
+                        self.spans.append((card, tinies[i][0], ts))
+                        del state[card]
+                        continue
+                if amount < TINY_BELOW:
+                    tinies.append((ts, amount, ev["id"]))
+                elif not tinies:
+                    del state[card]
+            except TypeError:  # amount missing or not a number: both conditions are false
+                if tinies is not None and not tinies:
+                    del state[card]
 
 
 def _best_match(tinies: deque[tuple[int, float, Any]], amount: float) -> tuple[int, int] | None:
