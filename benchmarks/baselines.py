@@ -170,7 +170,7 @@ class AccountTakeover:
 class CardTesting:
     """tiny{3,} (purchase < 2.00) then big (purchase > 50 * avg(tiny.amount)),
     within 10m: `benchmarks/baseline_card_testing.py` (its docstring explains the
-    semantics and its one deliberate simplification), fed batch by batch."""
+    semantics), fed batch by batch."""
 
     name = "card_testing"
 
@@ -184,6 +184,7 @@ class CardTesting:
         self.matcher.feed(events)
 
     def finish(self) -> None:
+        self.matcher.finish()
         self.alerts = [("match", card, start, end) for card, start, end in self.matcher.spans]
 
 
