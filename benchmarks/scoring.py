@@ -109,9 +109,10 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
             alerts += len(eng.process([loads(x) for x in lines[i:i + BATCH]]).alerts)
         alerts += len(eng.finish().alerts)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        counters = eng.snapshot().counters
         extra = {"rows_scored": rows, "model_calls": calls,
-                 "errors": eng.metrics.get("condition_errors", 0)
-                 + eng.metrics.get("scoring_errors", 0)}
+                 "errors": counters.get("condition_errors", 0)
+                 + counters.get("scoring_errors", 0)}
     return {"phase": phase, "events": n, "seconds": dt, "cpu_seconds": cpu,
             "events_per_s": n / dt, "events_per_cpu_s": n / cpu, "alerts": alerts,
             "peak_rss_mb": peak_rss_mb(), **extra}

@@ -5,7 +5,10 @@ Two ways to replay a file:
 - **complete** (default): the file is taken as complete and ordered by (event time,
   position). It is streamed with no out-of-orderness allowance; if it turns out not to
   be ordered (an event older than one already seen), the pass is abandoned and the
-  file is replayed sorted in memory, so nothing is ever late in this mode.
+  file is replayed sorted in memory by each event's time as the patterns read it
+  (`Engine.event_time`: the pattern's `time` field, else the default), so nothing
+  is ever late in this mode (with one time field; patterns on different time fields
+  are sorted by the first one's).
 - **stream** (`max_out_of_orderness_ms` given): file order is arrival order, exactly as
   a live stream would see it; events behind the watermark are dead letters (`late`).
 
@@ -24,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cep.compiler.env import path_get, to_ms
 from cep.compiler.plan import CompiledPattern
-from cep.io.jsonl import JsonlSink, dead_letter_record, read_jsonl
-from cep.runtime.engine import Alert, BatchResult, DeadLetter, Engine, EngineConfig, ScoreFn
+from cep.io.jsonl import AlertFileSink, DeadLetterFileSink, read_jsonl
+from cep.runtime.driver import Driver, ListSink, Sink
+from cep.runtime.engine import Engine, EngineConfig, ScoreFn
+from cep.runtime.records import Alert, Batch, DeadLetter, Result
 
 
 class LabelScorer:
@@ -140,127 +144,150 @@ def run_backtest(
     `scoring_threads`: BLAS/OpenMP threads per model call (None: the libraries' own)."""
     streaming = max_out_of_orderness_ms is not None
     attempts = ["stream"] if streaming else ["complete", "sorted"]
+    config = EngineConfig(max_out_of_orderness_ms=max_out_of_orderness_ms or 0,
+                          scoring_threads=scoring_threads)
     for mode in attempts:
+        run = _Run(plans, mode, config, label_field, scorer)
         try:
-            return _run(plans, paths, mode, out, dead_out, max_out_of_orderness_ms or 0,
-                        label_field, scorer, progress, batch_size, on_alerts,
-                        scoring_threads)
+            return run.replay(paths, out, dead_out, progress, batch_size, on_alerts)
         except _Unordered:
             if progress:
                 sys.stderr.write("\n  file is not ordered by event time: replaying it sorted\n")
     raise AssertionError("unreachable")
 
 
-def _run(
-    plans: Sequence[CompiledPattern],
-    paths: Sequence[str | Path],
-    mode: str,
-    out: str | Path | None,
-    dead_out: str | Path | None,
-    ooo: int,
-    label_field: str | None,
-    scorer: ScoreFn | None,
-    progress: bool,
-    batch_size: int,
-    on_alerts: Callable[[list[Alert]], None] | None,
-    scoring_threads: int | None,
-) -> BacktestReport:
-    config = EngineConfig(max_out_of_orderness_ms=ooo, scoring_threads=scoring_threads)
-    engine = Engine(plans, config, scorer=scorer)
-    engine.track_changes = False  # a backtest never checkpoints
-    report = BacktestReport(mode=mode, patterns=[p.name for p in plans])
-    labels = LabelScorer(label_field) if label_field else None
-    # in 'complete' mode nothing is written until the pass is known to be ordered
-    held: list[Alert] | None = [] if mode == "complete" else None
-    held_dead: list[DeadLetter] = []
-    sink = JsonlSink(out) if held is None else None
-    dead_sink = JsonlSink(dead_out) if dead_out is not None and held is None else None
-    bar = _Progress(progress)
-    t0 = time.perf_counter()
+class _LateGuard:
+    """'complete' mode: the first late event proves the file is not ordered."""
 
-    def emit(res: BatchResult) -> None:
-        if mode == "complete" and any(d.reason == "late" for d in res.dead_letters):
+    def write(self, result: Result, batch: Batch | None) -> None:
+        if any(d.reason == "late" for d in result.dead_letters):
             raise _Unordered
-        for a in res.alerts:
+
+
+class _Counts:
+    """The report's counters (alerts per pattern, dead letters per reason, labels)."""
+
+    def __init__(self, report: BacktestReport, labels: LabelScorer | None) -> None:
+        self.report = report
+        self.labels = labels
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        report = self.report
+        for a in result.alerts:
             kind = a.record["kind"]
             report.alerts[a.record["pattern"] + (" (timeout)" if kind == "timeout" else "")] += 1
-        for d in res.dead_letters:
+        for d in result.dead_letters:
             report.dead_letters[d.reason] += 1
-        if labels is not None:
-            labels.observe_alerts(a.record for a in res.alerts)
-        if held is not None:
-            held.extend(res.alerts)
-            held_dead.extend(res.dead_letters)
-        else:
-            assert sink is not None
-            sink.write_alerts(res.alerts)
-            if dead_sink is not None:
-                dead_sink.write_records(dead_letter_record(d) for d in res.dead_letters)
-        if on_alerts is not None and res.alerts and held is None:
-            on_alerts(res.alerts)
+        if self.labels is not None:
+            self.labels.observe_alerts(a.record for a in result.alerts)
 
-    try:
-        for batch in _batches(paths, mode, batch_size, engine):
-            report.events += len(batch.events) + len(batch.dead_letters)
-            report.bytes += batch.nbytes
-            if labels is not None:
-                labels.observe_events(batch.events)
-            res = engine.process(batch.events, positions=batch.positions)
-            res.dead_letters[:0] = batch.dead_letters
-            emit(res)
-            bar.update(report.events, report.total_alerts)
-        emit(engine.finish())
-        bar.update(report.events, report.total_alerts, force=True)
-    finally:
-        bar.done()
-        if sink is not None:
-            sink.close()
-        if dead_sink is not None:
-            dead_sink.close()
-    if held is not None:
-        sink2 = JsonlSink(out)
-        sink2.write_alerts(held)
-        sink2.close()
-        if on_alerts is not None and held:
-            on_alerts(held)
+
+class _Callback:
+    def __init__(self, on_alerts: Callable[[list[Alert]], None]) -> None:
+        self.on_alerts = on_alerts
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        if result.alerts:
+            self.on_alerts(result.alerts)
+
+
+class _Run:
+    """One pass over the files in one mode, through the driver."""
+
+    def __init__(
+        self, plans: Sequence[CompiledPattern], mode: str, config: EngineConfig,
+        label_field: str | None, scorer: ScoreFn | None,
+    ) -> None:
+        self.mode = mode
+        # a backtest never checkpoints: no change tracking
+        self.engine = Engine(plans, config, scorer=scorer, track_changes=False)
+        self.report = BacktestReport(mode=mode, patterns=[p.name for p in plans])
+        self.labels = LabelScorer(label_field) if label_field else None
+
+    def replay(
+        self, paths: Sequence[str | Path], out: str | Path | None, dead_out: str | Path | None,
+        progress: bool, batch_size: int, on_alerts: Callable[[list[Alert]], None] | None,
+    ) -> BacktestReport:
+        report = self.report
+        # in 'complete' mode nothing is written until the pass is known to be ordered
+        held = ListSink() if self.mode == "complete" else None
+        files = [] if held is not None else self._file_sinks(out, dead_out)
+        sinks: list[Sink] = [_LateGuard()] if held is not None else []
+        sinks.append(_Counts(report, self.labels))
+        sinks.extend([held] if held is not None else files)
+        if on_alerts is not None and held is None:
+            sinks.append(_Callback(on_alerts))
+        driver = Driver(self.engine, sinks)
+        bar = _Progress(progress)
+        t0 = time.perf_counter()
+        try:
+            for batch in _batches(paths, self.mode, batch_size, self.engine):
+                report.events += batch.received
+                report.bytes += batch.nbytes
+                if self.labels is not None:
+                    self.labels.observe_events(batch.events)
+                driver.step(batch)
+                bar.update(report.events, report.total_alerts)
+            driver.finish()
+            bar.update(report.events, report.total_alerts, force=True)
+        finally:
+            bar.done()
+            for f in files:
+                f.close()
+        if held is not None:
+            self._write_held(held, out, dead_out, on_alerts)
+        report.seconds = time.perf_counter() - t0
+        report.labels = self.labels.report() if self.labels is not None else None
+        report.engine_metrics = self.engine.snapshot().counters
+        return report
+
+    @staticmethod
+    def _file_sinks(
+        out: str | Path | None, dead_out: str | Path | None
+    ) -> list[AlertFileSink | DeadLetterFileSink]:
+        files: list[AlertFileSink | DeadLetterFileSink] = [AlertFileSink(out)]
         if dead_out is not None:
-            ds = JsonlSink(dead_out)
-            ds.write_records(dead_letter_record(d) for d in held_dead)
-            ds.close()
-    report.seconds = time.perf_counter() - t0
-    report.labels = labels.report() if labels is not None else None
-    report.engine_metrics = dict(engine.metrics)
-    return report
+            files.append(DeadLetterFileSink(dead_out))
+        return files
+
+    def _write_held(
+        self, held: ListSink, out: str | Path | None, dead_out: str | Path | None,
+        on_alerts: Callable[[list[Alert]], None] | None,
+    ) -> None:
+        result = Result(held.alerts, held.dead_letters)
+        for f in self._file_sinks(out, dead_out):
+            f.write(result, None)
+            f.close()
+        if on_alerts is not None and held.alerts:
+            on_alerts(held.alerts)
 
 
 def _batches(
     paths: Sequence[str | Path], mode: str, batch_size: int, engine: Engine
-) -> Iterable[Any]:
+) -> Iterable[Batch]:
     if mode != "sorted":
         for p in paths:
             yield from read_jsonl(p, batch_size)
         return
-    # sorted replay: load everything, order by (event time, position)
-    from cep.io.jsonl import Batch
-
+    # sorted replay: load everything, order by (event time as the patterns read it,
+    # position); events without a valid time go first (they are dead letters anyway)
     rows: list[tuple[float, int, Any, Any]] = []
     dead: list[DeadLetter] = []
     nbytes = 0
-    tf = engine.config.default_time_field
     for p in paths:
         for b in read_jsonl(p, batch_size):
             nbytes += b.nbytes
             dead.extend(b.dead_letters)
             for ev, pos in zip(b.events, b.positions, strict=True):
-                t = to_ms(path_get(ev, tf))
+                t = engine.event_time(ev)
                 rows.append((t if t is not None else float("-inf"), len(rows), ev, pos))
     rows.sort(key=lambda r: (r[0], r[1]))
-    first = Batch(dead_letters=dead, nbytes=nbytes)
     for i in range(0, max(len(rows), 1), batch_size):
         chunk = rows[i:i + batch_size]
-        b = first if i == 0 else Batch()
-        b.events = [r[2] for r in chunk]
-        b.positions = [r[3] for r in chunk]
+        b = Batch([r[2] for r in chunk], [r[3] for r in chunk])
+        if i == 0:
+            b.dead_letters, b.nbytes = dead, nbytes
+        b.received = len(b.events) + len(b.dead_letters)
         yield b
 
 

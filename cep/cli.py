@@ -12,9 +12,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cep.durations import parse_duration as _parse_duration
+from cep.embedding import compile_paths as compile_paths
+from cep.embedding import compile_scoring as compile_scoring
+from cep.embedding import load_models as load_models
+from cep.embedding import scorer_for as scorer_for
 from cep.errors import CepError, PatternError
 
 
@@ -32,70 +35,6 @@ def project_dir(name: str) -> Path:
     if here.is_dir():
         return here
     return Path(__file__).resolve().parent.parent / name
-
-
-# ---------------------------------------------------------------- shared loading
-
-
-def load_models(models_dir: Path | None) -> Any:
-    """A model registry for the patterns' `score(...)` calls, or None without models."""
-    if models_dir is None or not models_dir.is_dir():
-        return None
-    from cep.scoring.registry import ModelRegistry
-
-    reg = ModelRegistry()
-    problems = reg.load_dir(models_dir)
-    for name, err in problems or []:
-        print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
-    return reg
-
-
-def compile_paths(paths: Sequence[str], registry: Any = None) -> list[Any]:
-    from cep.compiler.plan import compile_pattern
-    from cep.dsl import load_paths
-
-    models = registry.feature_names() if registry is not None else None
-    return [compile_pattern(p) for p in load_paths(paths, models=models)]
-
-
-def scorer_for(registry: Any) -> Any:
-    if registry is None:
-        return None
-    from cep.scoring.adapter import registry_scorer
-
-    return registry_scorer(registry)
-
-
-def compile_scoring(paths: Sequence[str], models_dir: Path | None) -> tuple[list[Any], Any]:
-    """Compile patterns against the models' manifests, then load only the models the
-    patterns score with: (plans, scorer or None). Without a scoring pattern neither
-    scikit-learn nor skops is imported (cep.scoring.directory)."""
-    features = None
-    if models_dir is not None and models_dir.is_dir():
-        from cep.scoring.directory import read_manifests
-
-        manifests, problems = read_manifests(models_dir)
-        for name, err in problems:
-            print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
-        features = {name: m.feature_names for name, m in sorted(manifests.items())}
-    from cep.compiler.plan import compile_pattern
-    from cep.dsl import load_paths
-
-    plans = [compile_pattern(p) for p in load_paths(paths, models=features)]
-    needed = sorted({m for plan in plans for m in plan.models})
-    if not needed or models_dir is None:
-        return plans, None
-    from cep.errors import ModelError
-    from cep.scoring.registry import ModelRegistry
-
-    registry = ModelRegistry()
-    failed = registry.load_dir(models_dir, only=needed)
-    if failed:
-        users = {m: sorted(p.name for p in plans if m in p.models) for m, _ in failed}
-        raise ModelError("; ".join(
-            f"model {m!r} (scored by pattern {', '.join(users[m])}) did not load: {err}"
-            for m, err in failed))
-    return plans, scorer_for(registry)
 
 
 # ---------------------------------------------------------------- commands

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from service.api_patterns import service
+from service.hub import dumps
 from service.ingest import decode_body
 from service.responses import E401, E413, E503, problem
-from service.schemas import DeadLetterModel, EventsResponse
+from service.schemas import EventsResponse
 from service.security import Authorized
 from service.state import EngineUnavailableError
 
@@ -37,6 +38,7 @@ EVENTS_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     responses={**E401, **E413, **E503,
                **problem(409, "Kafka mode: events come from the configured topics")},
     openapi_extra=EVENTS_BODY, summary="Ingest events (embedded mode)",
+    response_class=Response,
 )
 async def post_events(
     request: Request,
@@ -47,7 +49,7 @@ async def post_events(
     partition: Annotated[str, Query(
         max_length=200, description="a source partition of the stream (each has its "
         "own watermark; the stream's watermark is their minimum)")] = "http",
-) -> EventsResponse:
+) -> Response:
     svc = service(request)
     if not svc.settings.embedded:
         raise HTTPException(409, "the service runs with Kafka: produce events to the "
@@ -65,10 +67,11 @@ async def post_events(
     async with svc.inflight:
         outcome = await asyncio.wrap_future(loop.submit(batch))
     dead = outcome.dead_letters
-    return EventsResponse(
-        received=outcome.received, accepted=outcome.accepted, dead_letters=len(dead),
-        reasons=outcome.reasons(),
-        errors=[DeadLetterModel(reason=d.reason, detail=d.detail, position=d.position)
-                for d in dead[:MAX_ERRORS_SHOWN]],
-        alerts=outcome.alerts,
-    )
+    answer = {
+        "received": outcome.received, "accepted": outcome.accepted,
+        "dead_letters": len(dead), "reasons": outcome.reasons(),
+        # the same record as in the dead-letters file (`DeadLetter.to_json`)
+        "errors": [d.to_json() for d in dead[:MAX_ERRORS_SHOWN]],
+        "alerts": outcome.alerts,
+    }
+    return Response(dumps(answer), media_type="application/json")

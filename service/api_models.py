@@ -136,8 +136,8 @@ def delete_model_sync(svc: ServiceState, name: str) -> ModelDeleted:
             raise HTTPException(404, f"no model named {name!r} is loaded")
 
         def users(engine: Engine) -> list[str]:
-            return sorted({f"{rt.name}@{rt.version}" for rt in engine.runtimes
-                           if name in rt.plan.models})
+            return sorted({f"{p.name}@{p.version}" for p in engine.patterns()
+                           if name in p.models})
 
         using = svc.call(users)
         if using:

@@ -24,7 +24,10 @@ from pydantic import ValidationError
 from cep.compiler.plan import CompiledPattern
 from cep.errors import PatternError
 from cep.io.files import write_atomic
+from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
+from cep.runtime.records import Batch
+from cep.runtime.snapshot import EngineSnapshot
 from service.build import (
     NAME_PATTERN,
     check_source,
@@ -35,7 +38,6 @@ from service.build import (
 )
 from service.catalog import PatternEntry, make_entry
 from service.hub import dumps
-from service.metrics import EngineSnapshot, take_snapshot
 from service.responses import E401, E413, E503, Responses, problem
 from service.schemas import (
     DiagnosticModel,
@@ -82,7 +84,7 @@ def service(request: Request) -> ServiceState:
 def engine_snapshot(svc: ServiceState, timeout: float = 2.0) -> EngineSnapshot | None:
     """Live figures from the engine's loop (also refreshes the metrics' copy)."""
     try:
-        snap = svc.call(take_snapshot, timeout)
+        snap = svc.call(Engine.snapshot, timeout)
     except EngineUnavailableError:
         return None
     svc.metrics.engine.snapshot = snap
@@ -137,7 +139,7 @@ def get_pattern(name: PatternName, request: Request) -> PatternDetail:
 def _swap(plan: CompiledPattern) -> Callable[[Engine], list[int]]:
     def fn(engine: Engine) -> list[int]:
         engine.add(plan)
-        return [rt.version for rt in engine.versions(plan.name) if rt.draining]
+        return [p.version for p in engine.patterns() if p.name == plan.name and p.draining]
 
     return fn
 
@@ -200,7 +202,7 @@ def delete_pattern_sync(svc: ServiceState, name: str) -> PatternDeleted:
         store.delete(name, entry.version)
 
         def remove(engine: Engine) -> int:
-            dropped = sum(rt.live_runs() for rt in engine.versions(name))
+            dropped = sum(p.live_runs for p in engine.snapshot().versions(name))
             engine.remove(name)
             return dropped
 
@@ -256,18 +258,20 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
                             f"text) and `events` (a list of events): {err}") from None
     patterns = load_patterns(req.source, svc.registry.feature_names())
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
-                    scorer=snapshot_scorer(svc.registry))
-    res = engine.process(req.events, stream=req.stream, partition="test",
-                         positions=list(range(len(req.events))))
+                    scorer=snapshot_scorer(svc.registry), track_changes=False)
+    out = ListSink()
+    driver = Driver(engine, [out])
+    n = len(req.events)
+    driver.step(Batch(list(req.events), [("test", i) for i in range(n)], stream=req.stream,
+                      partition="test", received=n))
     if req.finish:
-        res.extend(engine.finish())
-    out = {
+        driver.finish()
+    answer = {
         "patterns": [p.name for p in patterns],
-        "alerts": [a.record for a in res.alerts],
-        "dead_letters": [{"reason": d.reason, "detail": d.detail, "position": d.position}
-                         for d in res.dead_letters],
+        "alerts": [a.record for a in out.alerts],
+        "dead_letters": [d.to_json() for d in out.dead_letters],
     }
-    return dumps(out)
+    return dumps(answer)
 
 
 @router.post("/patterns/test", response_model=PatternTestResponse,

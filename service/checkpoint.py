@@ -14,7 +14,8 @@ At-least-once (`AtLeastOnceCheckpoint.commit`):
    the runner goes back to the previous checkpoint and produces those again;
 2. take the engine's state deltas (`engine.checkpoint()`) and add the input offsets;
 3. write them in ONE RocksDB WriteBatch (atomic, synced): state, offsets and
-   watermarks always agree;
+   watermarks always agree; only then `engine.checkpointed()` forgets those deltas
+   (a failed write leaves them pending for the next checkpoint);
 4. commit the same offsets to the consumer group (for lag monitoring and for a
    replacement process without local state; the store's offsets win on restart).
 
@@ -29,7 +30,8 @@ are already in the open transaction:
    value = bytes, None = tombstone) in the same transaction;
 3. `send_offsets_to_transaction(offsets, consumer group metadata)`;
 4. `commit_transaction()`: alerts, dead letters, state and input offsets become
-   visible to read_committed consumers together, or not at all;
+   visible to read_committed consumers together, or not at all; then
+   `engine.checkpointed()` (the changelog holds the deltas);
 5. write the same deltas to RocksDB in ONE WriteBatch, with the changelog offset
    they reach (RocksDB is a cache of the changelog: it may lag, never lead).
 
@@ -164,8 +166,9 @@ class AtLeastOnceCheckpoint:
         # 2. state deltas + input offsets: one consistent cut
         puts = self.engine.checkpoint()
         puts.update(offset_puts(positions))
-        # 3. one atomic, synced write
+        # 3. one atomic, synced write; only then are the deltas taken
         self.store.write_batch(puts)
+        self.engine.checkpointed()
         # 4. offsets to the group (informational: the store's offsets win on restart)
         if self.consumer is not None and positions:
             try:
@@ -320,6 +323,7 @@ class ExactlyOnceCheckpoint:
                 self.txn.produce(topic, v, k, on_delivery=self.deliveries, partition=0)
         # 3 + 4. input offsets into the transaction, commit
         self.txn.commit(_tps(positions), self.group_metadata())
+        self.engine.checkpointed()
         if self.deliveries.failures:  # cannot happen after a successful commit; be loud
             log.error("delivery failures reported after a committed transaction: %s",
                       self.deliveries.failures)

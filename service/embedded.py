@@ -6,8 +6,9 @@ swaps, snapshots for `/metrics` and `GET /patterns`). When no batch arrives for
 `tick_s` it calls `engine.tick()`, so idle clocks advance with the wall clock and
 timers (windows, `then not`, `on timeout`) fire on a quiet stream.
 
-Per batch, in order: pending control functions; `engine.process`; alerts to the hub
-(buffer, SSE, alerts file); dead letters to the dead-letters file; metrics; then the
+Per batch, in order: pending control functions; the driver's step
+(`cep/runtime/driver.py`: `engine.process`, then its sinks: alerts to the hub
+(buffer, SSE, alerts file), dead letters to the dead-letters file); metrics; then the
 request that posted the batch gets its counts. A batch is never half-processed: a stop
 request is queued behind the batches already accepted.
 """
@@ -25,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cep.runtime.engine import Alert, DeadLetter, Engine
+from cep.runtime.driver import Driver
+from cep.runtime.engine import Engine
+from cep.runtime.records import Alert, Batch, DeadLetter, Result
 from service.control import Control
 from service.hub import dumps
-from service.ingest import Batch
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("cep.service")
@@ -46,7 +48,7 @@ class Outcome:
 
 
 class DeadLetterFile:
-    """Dead letters as JSONL: {reason, detail, position, event}."""
+    """Dead letters as JSONL, one `DeadLetter.to_json()` record a line (a driver sink)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -59,11 +61,7 @@ class DeadLetterFile:
             if self._f is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._f = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-            self._f.write(b"".join(
-                dumps({"reason": d.reason, "detail": d.detail, "position": d.position,
-                       "event": d.event}) + b"\n"
-                for d in dead
-            ))
+            self._f.write(b"".join(dumps(d.to_json()) + b"\n" for d in dead))
             self._f.flush()
         except OSError as err:  # still counted and answered; never fails the batch
             log.error("cannot append %d dead letters to %s: %s", len(dead), self.path, err)
@@ -72,6 +70,25 @@ class DeadLetterFile:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+class _Publish:
+    """Alerts to the service (hub: buffer, SSE, alerts file), as a driver sink."""
+
+    def __init__(self, on_alerts: Callable[[list[Alert]], object]) -> None:
+        self.on_alerts = on_alerts
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        if result.alerts:
+            self.on_alerts(result.alerts)
+
+
+class _DeadLetters:
+    def __init__(self, file: DeadLetterFile) -> None:
+        self.file = file
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        self.file.write(result.dead_letters)
 
 
 _STOP = object()
@@ -99,6 +116,7 @@ class EmbeddedLoop:
         self._thread = threading.Thread(target=self._run, name="cep-engine", daemon=True)
         self._accepting = True
         self.batches = 0
+        self.driver = Driver(engine, [_Publish(on_alerts), _DeadLetters(self.dead_letters)])
 
     # -- control from other threads
 
@@ -165,30 +183,21 @@ class EmbeddedLoop:
 
     def _process(self, batch: Batch) -> Outcome:
         t0 = time.perf_counter()
-        if batch.events:
-            res = self.engine.process(
-                batch.events, stream=batch.stream, partition=f"{batch.source}:{batch.partition}",
-                positions=batch.positions,
-            )
-            alerts, dead = res.alerts, batch.dead_letters + res.dead_letters
-        else:
-            alerts, dead = [], list(batch.dead_letters)
+        # each HTTP partition of each stream has its own watermark
+        batch.partition = f"{batch.source}:{batch.partition}"
+        res = self.driver.step(batch)
         dt = time.perf_counter() - t0
         self.batches += 1
-        if alerts:
-            self.on_alerts(alerts)
-        self.dead_letters.write(dead)
         if self.metrics is not None:
             self.metrics.observe_batch(batch.source, batch.received, dt)
             if batch.dead_letters:
                 self.metrics.decode_error(batch.source, n=len(batch.dead_letters))
-        return Outcome(batch.received, batch.received - len(dead), len(alerts), dead)
+        dead = res.dead_letters
+        return Outcome(batch.received, batch.received - len(dead), len(res.alerts), dead)
 
     def _tick(self) -> None:
         try:
-            res = self.engine.tick()
-            if res.alerts:
-                self.on_alerts(res.alerts)
+            self.driver.tick()
         except Exception:
             log.exception("engine tick failed")
             if self.metrics is not None:

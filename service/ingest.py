@@ -9,37 +9,15 @@ pretty-printed JSON object is one event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import orjson
 
-from cep.runtime.engine import DeadLetter
-
-
-@dataclass
-class Batch:
-    """Decoded events with their positions, and the dead letters of decoding."""
-
-    events: list[Any] = field(default_factory=list)
-    positions: list[Any] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    received: int = 0
-    stream: str | None = None
-    partition: str = "http"
-
-    @property
-    def source(self) -> str:
-        return self.stream or "default"
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
+from cep.runtime.records import Batch, DeadLetter
 
 
 def decode_body(body: bytes, request_no: int) -> Batch:
-    """`request_no` numbers the request, for positions: [\"http\", request, index]."""
-    batch = Batch()
+    """`request_no` numbers the request, for positions: ("http", request, index) with
+    the element's index in a JSON array, the line number in NDJSON."""
+    batch = Batch(partition="http")
     stripped = body.lstrip()
     if stripped.startswith(b"["):
         try:
@@ -48,7 +26,7 @@ def decode_body(body: bytes, request_no: int) -> Batch:
             data = None
         if isinstance(data, list):
             for i, obj in enumerate(data):
-                pos = ["http", request_no, i]
+                pos = ("http", request_no, i)
                 batch.received += 1
                 if obj.__class__ is dict:
                     batch.events.append(obj)
@@ -56,7 +34,7 @@ def decode_body(body: bytes, request_no: int) -> Batch:
                 else:
                     batch.dead_letters.append(DeadLetter(
                         obj, pos, "malformed",
-                        f"element {i} is not a JSON object but {type(obj).__name__}",
+                        f"not a JSON object but {type(obj).__name__}",
                     ))
             return batch
     if stripped.startswith(b"{") and b"\n" in stripped.rstrip():
@@ -67,24 +45,24 @@ def decode_body(body: bytes, request_no: int) -> Batch:
         if data.__class__ is dict:
             batch.received = 1
             batch.events.append(data)
-            batch.positions.append(["http", request_no, 1])
+            batch.positions.append(("http", request_no, 1))
             return batch
     loads = orjson.loads
     for lineno, line in enumerate(body.split(b"\n"), 1):
         if not line.strip():
             continue
         batch.received += 1
-        pos = ["http", request_no, lineno]
+        pos = ("http", request_no, lineno)
         try:
             obj = loads(line)
         except orjson.JSONDecodeError as exc:
-            batch.dead_letters.append(DeadLetter(_text(line), pos, "malformed",
-                                                 f"line {lineno}: invalid JSON: {exc}"))
+            batch.dead_letters.append(DeadLetter(line, pos, "malformed",
+                                                 f"invalid JSON: {exc}"))
             continue
         if obj.__class__ is not dict:
             batch.dead_letters.append(DeadLetter(
                 obj, pos, "malformed",
-                f"line {lineno}: not a JSON object but {type(obj).__name__}",
+                f"not a JSON object but {type(obj).__name__}",
             ))
             continue
         batch.events.append(obj)

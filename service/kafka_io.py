@@ -97,12 +97,7 @@ def changelog_consumer_config(settings: Settings) -> dict[str, Any]:
 
 def output_topics(settings: Settings, engine: Engine) -> set[str]:
     """Every topic the runner may produce to with the patterns loaded now."""
-    topics = {settings.kafka.alert_topic, settings.kafka.dead_letter_topic}
-    for rt in engine.runtimes:
-        for emit in (rt.plan.emit, rt.plan.timeout):
-            if emit is not None and emit.topic:
-                topics.add(emit.topic)
-    return topics
+    return {settings.kafka.alert_topic, settings.kafka.dead_letter_topic} | engine.output_topics()
 
 
 def ensure_topics(

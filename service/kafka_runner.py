@@ -11,9 +11,10 @@ One loop in the calling thread owns the engine:
             stored in RocksDB (the source of truth), then `ready` is set
     loop:   pending API changes (control.run_pending, at a batch boundary)
             -> consume(batch_size) -> decode per (topic, partition)
-            -> engine.process per partition -> alerts, dead letters (+ missing_key)
-            -> produce (exactly-once: inside the open transaction)
-            -> engine.tick() every tick_interval_ms (idle watermarks, timers)
+            -> per partition, the driver's step (cep/runtime/driver.py): the engine,
+               then this runner's sink: alerts and dead letters produced (exactly-once:
+               inside the open transaction), then the next offset to commit
+            -> driver.tick() every tick_interval_ms (idle watermarks, timers)
             -> checkpoint every checkpoint_interval_ms / checkpoint_records
                (the order of its steps: service/checkpoint.py)
     revoke: checkpoint before the partitions go; lost: back to the last checkpoint
@@ -41,7 +42,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from cep.runtime.engine import Alert, DeadLetter, Engine
+from cep.runtime.driver import Driver
+from cep.runtime.engine import Engine
+from cep.runtime.records import Alert, Batch, DeadLetter, Result
 from cep.state.rocks import RocksStore, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
@@ -54,7 +57,7 @@ from service.checkpoint import (
 )
 from service.config import Settings
 from service.control import Control
-from service.dead_letters import dead_letter_record, missing_key_letters, stream_key_check
+from service.dead_letters import dead_letter_record
 from service.kafka_changelog import CHANGELOG_CONFIG, Recovery, recover_store
 from service.kafka_io import (
     TP,
@@ -71,12 +74,7 @@ from service.kafka_io import (
     produce,
     producer_config,
 )
-from service.kafka_state import (
-    engine_signature,
-    load_engine,
-    register_partitions,
-    stored_offsets,
-)
+from service.kafka_state import load_engine, register_partitions, stored_offsets
 
 log = logging.getLogger("cep.kafka")
 
@@ -132,7 +130,6 @@ class KafkaRunner:
         self.callback_error: BaseException | None = None
         self.fatal_error: KafkaError | None = None
         self._streams: dict[str, str] = {}
-        self._keysets: dict[str, Any] = {}
         self._signature: tuple[Any, ...] = ()
         self._topics_known: set[str] = set()
         self._last_client_log = 0.0
@@ -144,6 +141,9 @@ class KafkaRunner:
         self.deliveries = Deliveries(self.k.changelog_topic if self.eos else None)
         self.admin: AdminClient | None = None
         self.checkpointer: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint | None = None
+        self._to_notify: list[Alert] = []
+        # the one batch loop: engine -> this runner's sink -> processed() (offsets)
+        self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,7 +166,7 @@ class KafkaRunner:
             stats = load_engine(self.engine, self.store)
             log.info("state restored: %s; watermark %s", stats or "empty",
                      _wm(self.engine.watermark()))
-            self._signature = engine_signature(self.engine)
+            self._signature = self.engine.signature()
             self.consumer = Consumer(self._with_cb(consumer_config(self.settings)))
             self.checkpointer = self._make_checkpointer(seed)
             self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
@@ -415,63 +415,45 @@ class KafkaRunner:
         return s
 
     def _patterns_changed(self) -> None:
-        sig = engine_signature(self.engine)
+        sig = self.engine.signature()
         if sig == self._signature:
             return
         self._signature = sig
-        self._keysets.clear()
         register_partitions(self.engine, self._stream, self.assigned)
         self._ensure_topics()
         log.info("patterns now loaded: %s", ", ".join(f"{n}@{v}{' (draining)' if d else ''}"
                                                       for n, v, d in sig) or "none")
 
-    def _keys_for(self, stream: str) -> Any:
-        if stream not in self._keysets:
-            self._keysets[stream] = stream_key_check(self.engine, stream)
-        return self._keysets[stream]
-
-    def _time_field(self, stream: str) -> tuple[str, ...]:
-        c = self.engine.config
-        return c.stream_time_fields.get(stream, c.default_time_field)
-
     def _process(self, msgs: list[Any]) -> None:
         groups, errors = decode(msgs)
         for err in errors:
             self._consumer_error(err)
-        engine = self.engine
-        out: list[Alert] = []
         metrics = service_metrics.active()  # the REST app's Prometheus metrics, if any
         for (t, p), b in groups.items():
-            stream = self._stream(t)
-            dead = b.dead
             t0 = time.perf_counter()
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
-            if b.events:
-                res = engine.process(b.events, stream=stream, partition=(t, p),
-                                     positions=b.positions)
-                if res.alerts:
-                    self._emit_alerts(res.alerts)
-                    out.extend(res.alerts)
-                mk = missing_key_letters(b.events, b.positions, self._keys_for(stream),
-                                         res.dead_letters, self._time_field(stream))
-                if res.dead_letters or mk:
-                    dead = dead + res.dead_letters + mk
-            if dead:
-                self._emit_dead(dead, b, stream)
-            key = (t, p)
-            if key not in self.positions and key not in self.first_offsets:
-                self.first_offsets[key] = b.first_offset
-            self.positions[key] = b.last_offset + 1
-            self.consumed_since += b.count
+            self.driver.step(Batch(b.events, b.positions, b.dead, stream=self._stream(t),
+                                   partition=(t, p), received=b.count, origin=b))
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)
         assert self.producer is not None
         self.producer.poll(0)  # delivery reports
+        out, self._to_notify = self._to_notify, []
         if out:
             self._notify(out)
+
+    def processed(self, batch: Batch) -> None:
+        """The driver's checkpointer hook: the batch's output is produced, so its next
+        offset may go into the next checkpoint."""
+        b: PartitionBatch = batch.origin
+        key = (b.topic, b.partition)
+        if key not in self.positions and key not in self.first_offsets:
+            self.first_offsets[key] = b.first_offset
+        self.positions[key] = b.last_offset + 1
+        self.consumed_since += b.count
 
     def _observe_lag(self, metrics: Any, topic: str, partition: int, position: int) -> None:
         """Consumer lag from the high watermark librdkafka cached with the last fetch."""
@@ -495,10 +477,10 @@ class KafkaRunner:
             log.exception("on_alerts callback failed (the alerts are in Kafka regardless)")
 
     def _tick(self) -> None:
-        res = self.engine.tick()
-        if res.alerts:
-            self._emit_alerts(res.alerts)
-            self._notify(res.alerts)
+        self.driver.tick()
+        out, self._to_notify = self._to_notify, []
+        if out:
+            self._notify(out)
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -522,22 +504,24 @@ class KafkaRunner:
         self.stats["alerts_out"] += len(alerts)
 
     def _emit_dead(self, dead: list[DeadLetter], b: PartitionBatch, stream: str) -> None:
-        raw = b.raw(d.position[2] for d in dead)
+        """Each dead letter with its record's original key and bytes (see
+        service/dead_letters.py)."""
+        offsets = [_offset(d) for d in dead]
+        raw = b.raw(offsets)
         topic = self.k.dead_letter_topic
-        for d in dead:
-            m = raw[d.position[2]]
+        for d, off in zip(dead, offsets, strict=True):
+            m = raw[off]
             rec = dead_letter_record(d, m.key(), m.value(), stream)
             self._send(topic, rec.value, rec.key, rec.headers)
             self.stats[f"dead_letters.{d.reason}"] += 1
-            log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, d.position[2],
+            log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, off,
                       d.reason, d.detail)
 
     # ------------------------------------------------------------------ checkpoints
 
     def _has_work(self) -> bool:
         return bool(
-            self.consumed_since or self.produced_since or self.engine.removed_keys
-            or any(rt.dirty for rt in self.engine.runtimes)
+            self.consumed_since or self.produced_since or self.engine.has_changes()
             or (self.txn is not None and self.txn.open)
             or (isinstance(self.checkpointer, ExactlyOnceCheckpoint)
                 and self.checkpointer.seed_snapshot)
@@ -618,6 +602,29 @@ class KafkaRunner:
         self._ckpt_ms_max = 0
 
 
+class _RunnerSink:
+    """The runner's driver sink: alerts and dead letters to their topics (in the open
+    transaction in exactly-once mode); alerts also to the REST app, after the batch."""
+
+    def __init__(self, runner: KafkaRunner) -> None:
+        self.runner = runner
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        r = self.runner
+        if result.alerts:
+            r._emit_alerts(result.alerts)
+            r._to_notify.extend(result.alerts)
+        if result.dead_letters and batch is not None:
+            assert batch.stream is not None
+            r._emit_dead(result.dead_letters, batch.origin, batch.stream)
+
+
+def _offset(d: DeadLetter) -> int:
+    assert d.position is not None  # (topic, partition, offset) for every Kafka input
+    off: int = d.position[2]
+    return off
+
+
 def _tps(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "-"
 
@@ -646,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config)
     engine = engine_from_settings(settings)
-    log.info("patterns: %s", ", ".join(f"{rt.name}@{rt.version}" for rt in engine.runtimes))
+    log.info("patterns: %s", ", ".join(f"{p.name}@{p.version}" for p in engine.patterns()))
     stop, ready = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

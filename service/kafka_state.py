@@ -19,11 +19,9 @@ transaction as the changelog records of the same checkpoint).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
-from cep.runtime.clock import Clock
-from cep.runtime.engine import ARRIVAL, Engine
+from cep.runtime.engine import Engine
 from cep.state.codec import META_PREFIX, STATE_PREFIX
 from cep.state.store import StateStore
 
@@ -34,10 +32,6 @@ LOCAL_PREFIX = b"l\x00"
 CHANGELOG_POS_KEY = LOCAL_PREFIX + b"changelog"
 
 TP = tuple[str, int]
-
-# A partition assigned to us but not read yet holds its clock back, like a partition
-# whose newest event is at the beginning of time (until it is idle).
-_NOT_YET_READ = -(2**62) + 1
 
 
 def offset_key(topic: str, partition: int) -> bytes:
@@ -86,68 +80,19 @@ def clear_store(store: StateStore) -> int:
 # -- the engine
 
 
-def reset_engine_state(engine: Engine) -> None:
-    """Forget all per-key state, buffered events, timers and watermarks, keeping the
-    loaded patterns (used to go back to the last checkpoint).
-
-    The engine has no public API for this (see the report on issue 3); it clears the
-    same fields `Engine.restore` fills."""
-    for rt in engine.runtimes:
-        rt.states.clear()
-        rt.heap.clear()
-        rt.timers.clear()
-        rt.dirty.clear()
-        fresh = getattr(rt, "fresh", None)  # events of a batch not drained yet (none between
-        if fresh:                            # batches; cleared for safety)
-            fresh.clear()
-    engine.removed_keys.clear()
-    for ck, c in list(engine.clocks.items()):
-        engine.clocks[ck] = Clock(c.ooo_ms, c.idle_ms, c.now)
-
-
 def load_engine(engine: Engine, store: StateStore) -> dict[str, int]:
-    """Reset the engine and load the store's state into it."""
-    reset_engine_state(engine)
+    """Reset the engine and load the store's state into it (restored partitions count
+    as just seen: their idle timeout runs from now)."""
+    engine.reset()
     items = list(store.items(META_PREFIX)) + list(store.items(STATE_PREFIX))
-    stats = engine.restore(items)
-    touch_clock_partitions(engine)
-    return stats
+    return engine.restore(items)
 
 
-def touch_clock_partitions(engine: Engine) -> None:
-    """After a restore: start every restored partition's idle timer now.
-
-    `Clock.restore` brings back each partition's newest event time but not when it
-    was last seen; a partition that never sends again would then count as active
-    forever and hold the watermark back. Observing it with no event starts its idle
-    timer, so it stops holding the others back after `idle_timeout`."""
-    for ck, clock in engine.clocks.items():
-        if ck == ARRIVAL:
-            continue
-        for p in clock.partitions():
-            clock.observe(p, None)
-
-
-def register_partitions(engine: Engine, stream_of: Any, tps: Iterable[TP]) -> int:
+def register_partitions(engine: Engine, stream_of: Callable[[str], str],
+                        tps: Iterable[TP]) -> int:
     """Make assigned partitions hold back the watermark of the clocks their stream's
-    patterns use, until their first event (or until they are idle).
-
-    Without this, a clock knows a partition only after its first batch: when one
-    partition's records come first, the watermark would run ahead and the other
-    partition's older (on-time) records would all be late."""
-    n = 0
+    patterns use, until their first event (or until they are idle)."""
+    by_stream: dict[str, list[TP]] = {}
     for t, p in tps:
-        stream = stream_of(t)
-        cks = {rt.clock_key for rt in engine.runtimes if rt.applies(stream)} - {ARRIVAL}
-        for ck in cks:
-            clock = engine.clocks[ck]
-            if (t, p) not in clock.partitions():
-                clock.observe((t, p), _NOT_YET_READ)
-                n += 1
-    return n
-
-
-def engine_signature(engine: Engine) -> tuple[Any, ...]:
-    """Changes when patterns are added, replaced or removed."""
-    return tuple((rt.name, rt.version, rt.draining) for rt in engine.runtimes)
-
+        by_stream.setdefault(stream_of(t), []).append((t, p))
+    return sum(engine.expect_partitions(s, ps) for s, ps in by_stream.items())

@@ -5,7 +5,7 @@ Two kinds:
 - counted by the service as things happen (events in per source, decode errors,
   alerts by pattern and severity, batch and scoring latency, consumer lag, swaps);
 - read from the engine, which only its loop may touch: at scrape time `/metrics`
-  submits `take_snapshot` to the loop (it runs at the next batch boundary) and the
+  submits `Engine.snapshot` to the loop (it runs at the next batch boundary) and the
   engine collector turns that snapshot into dead letters by reason, late events, live
   partial matches and pending timers per pattern version, watermark lag per clock and
   partition. If the loop does not answer in time the previous snapshot is served and
@@ -20,74 +20,17 @@ from __future__ import annotations
 
 from collections import Counter as PyCounter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cep.runtime.clock import wall_ms
-from cep.runtime.engine import ARRIVAL, Engine
+from cep.runtime.snapshot import EngineSnapshot
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )
-
-
-@dataclass
-class PatternStats:
-    name: str
-    version: int
-    draining: bool
-    keys: int
-    live_runs: int
-    pending_timers: int
-    buffered: int
-    stats: dict[str, int]
-
-
-@dataclass
-class ClockStats:
-    name: str
-    watermark: float
-    ooo_ms: int
-    partitions: dict[str, int]
-
-
-@dataclass
-class EngineSnapshot:
-    taken_ms: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
-    patterns: list[PatternStats] = field(default_factory=list)
-    clocks: list[ClockStats] = field(default_factory=list)
-
-    def versions(self, name: str) -> list[PatternStats]:
-        return [p for p in self.patterns if p.name == name]
-
-
-def take_snapshot(engine: Engine) -> EngineSnapshot:
-    """Copy what the metrics and the API show (run on the engine's loop)."""
-    pats = [
-        PatternStats(
-            rt.name, rt.version, rt.draining, len(rt.states), rt.live_runs(),
-            rt.pending_timers(), len(rt.heap), dict(rt.stats),
-        )
-        for rt in engine.runtimes
-    ]
-    clocks = [
-        ClockStats(
-            "arrival" if ck == ARRIVAL else ".".join(ck) or "default",
-            c.watermark, c.ooo_ms, {_label(p): ts for p, ts in c.partitions().items()},
-        )
-        for ck, c in engine.clocks.items()
-    ]
-    return EngineSnapshot(wall_ms(), dict(engine.metrics), pats, clocks)
-
-
-def _label(partition: object) -> str:
-    if isinstance(partition, tuple):
-        return "/".join(str(p) for p in partition)
-    return str(partition)
 
 
 class ServiceMetrics:

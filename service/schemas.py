@@ -98,9 +98,16 @@ class PatternTestRequest(BaseModel):
 
 
 class DeadLetterModel(BaseModel):
+    """One dead letter, the same record in every mode (`DeadLetter.to_json`): `event`
+    is the decoded event, `raw` the original text of input that was not JSON."""
+
     reason: str
     detail: str = ""
-    position: Any = None
+    position: list[Any] | None = Field(
+        None, description='where it came from: ["http", request, index], [file, line], '
+        '[topic, partition, offset], ["test", index]')
+    event: Any = None
+    raw: str | None = None
 
 
 class PatternTestResponse(BaseModel):

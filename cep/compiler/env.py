@@ -2,8 +2,8 @@
 
 Generated conditions and measures run with an empty `__builtins__` and this namespace.
 Every helper is total: it never raises on user data. Missing data and nulls give
-`None` (SQL's UNKNOWN), type mismatches give `None` too and are counted in
-`COUNTERS["type_mismatch"]`, so a bad event can never stop the stream.
+`None` (SQL's UNKNOWN), type mismatches and arithmetic errors (division by zero,
+overflow) give `None` too, so a bad event can never stop the stream.
 
 Boolean helpers return True, False or None (three-valued logic); the code generator
 turns `x is True` / `x is False` into conditions, so `not` of an unknown stays unknown.
@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 import re2
 
-COUNTERS: dict[str, int] = {"type_mismatch": 0, "arithmetic_error": 0}
+from cep.values import normalise_key, path_get, to_ms
 
 _NUM = (int, float)
-
-
-def _mismatch() -> None:
-    COUNTERS["type_mismatch"] += 1
 
 
 def _is_num(x: object) -> bool:
@@ -45,7 +40,6 @@ def lt(a: Any, b: Any) -> bool | None:
         return None
     if _comparable(a, b):
         return bool(a < b)
-    _mismatch()
     return None
 
 
@@ -54,7 +48,6 @@ def le(a: Any, b: Any) -> bool | None:
         return None
     if _comparable(a, b):
         return bool(a <= b)
-    _mismatch()
     return None
 
 
@@ -85,7 +78,6 @@ def in_(a: Any, b: Any) -> bool | None:
         return a in b
     if isinstance(b, str) and isinstance(a, str):
         return a in b
-    _mismatch()
     return None
 
 
@@ -97,7 +89,6 @@ def matches(a: Any, rx: Any) -> bool | None:
     if a is None:
         return None
     if a.__class__ is not str:
-        _mismatch()
         return None
     return rx.search(a) is not None
 
@@ -107,7 +98,6 @@ def starts_with(a: Any, b: Any) -> bool | None:
         return None
     if a.__class__ is str and b.__class__ is str:
         return bool(a.startswith(b))
-    _mismatch()
     return None
 
 
@@ -116,7 +106,6 @@ def ends_with(a: Any, b: Any) -> bool | None:
         return None
     if a.__class__ is str and b.__class__ is str:
         return bool(a.endswith(b))
-    _mismatch()
     return None
 
 
@@ -124,8 +113,6 @@ def truth(x: Any) -> bool | None:
     """A value used as a condition: only booleans count; anything else is unknown."""
     if x is True or x is False:
         return bool(x)
-    if x is not None:
-        _mismatch()
     return None
 
 
@@ -139,13 +126,10 @@ def _arith(a: Any, b: Any, op: Callable[[Any, Any], Any]) -> Any:
         try:
             r = op(a, b)
         except (ZeroDivisionError, OverflowError):
-            COUNTERS["arithmetic_error"] += 1
             return None
         if r.__class__ is float and (r != r or r in (math.inf, -math.inf)):
-            COUNTERS["arithmetic_error"] += 1
             return None
         return r
-    _mismatch()
     return None
 
 
@@ -176,19 +160,10 @@ def negate(a: Any) -> Any:
         return None
     if _is_num(a):
         return -a
-    _mismatch()
     return None
 
 
 # ---------------------------------------------------------------- event access
-
-
-def path_get(d: Any, path: tuple[str, ...]) -> Any:
-    for p in path:
-        if d.__class__ is not dict:
-            return None
-        d = d.get(p)
-    return d
 
 
 def stage_events(node: Any, stage: int) -> list[Any]:
@@ -243,7 +218,6 @@ def _nums(values: Iterable[Any]) -> list[Any] | None:
         if v is None:
             continue
         if not _is_num(v):
-            _mismatch()
             return None
         out.append(v)
     return out
@@ -265,7 +239,6 @@ def agg_min(values: Iterable[Any]) -> Any:
         return None
     if all(_is_num(v) for v in xs) or all(v.__class__ is str for v in xs):
         return min(xs)
-    _mismatch()
     return None
 
 
@@ -275,7 +248,6 @@ def agg_max(values: Iterable[Any]) -> Any:
         return None
     if all(_is_num(v) for v in xs) or all(v.__class__ is str for v in xs):
         return max(xs)
-    _mismatch()
     return None
 
 
@@ -299,7 +271,6 @@ def f_abs(x: Any) -> Any:
         return None
     if _is_num(x):
         return abs(x)
-    _mismatch()
     return None
 
 
@@ -307,7 +278,6 @@ def f_round(x: Any, nd: Any = None) -> Any:
     if x is None:
         return None
     if not _is_num(x) or (nd is not None and nd.__class__ is not int):
-        _mismatch()
         return None
     return round(x, nd) if nd is not None else round(x)
 
@@ -317,7 +287,6 @@ def f_floor(x: Any) -> Any:
         return None
     if _is_num(x):
         return math.floor(x)
-    _mismatch()
     return None
 
 
@@ -326,7 +295,6 @@ def f_ceil(x: Any) -> Any:
         return None
     if _is_num(x):
         return math.ceil(x)
-    _mismatch()
     return None
 
 
@@ -335,7 +303,6 @@ def f_lower(x: Any) -> Any:
         return None
     if x.__class__ is str:
         return x.lower()
-    _mismatch()
     return None
 
 
@@ -344,7 +311,6 @@ def f_upper(x: Any) -> Any:
         return None
     if x.__class__ is str:
         return x.upper()
-    _mismatch()
     return None
 
 
@@ -353,7 +319,6 @@ def f_len(x: Any) -> Any:
         return None
     if isinstance(x, (str, list, tuple, dict)):
         return len(x)
-    _mismatch()
     return None
 
 
@@ -364,30 +329,9 @@ def f_coalesce(*xs: Any) -> Any:
     return None
 
 
-def to_ms(x: Any) -> int | None:
-    """Event time from a field: epoch milliseconds (int/float) or an ISO-8601 string."""
-    if x.__class__ is int:
-        return int(x)
-    if x.__class__ is float:
-        if x != x or x in (math.inf, -math.inf):
-            return None
-        return int(x)
-    if x.__class__ is str:
-        try:
-            dt = datetime.fromisoformat(x.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            return None  # naive times are ambiguous: refuse them
-        return int(dt.timestamp() * 1000)
-    return None
-
-
 def f_hour(t: Any) -> Any:
     ms = to_ms(t) if t.__class__ is not int else t
     if ms is None:
-        if t is not None:
-            _mismatch()
         return None
     return (ms // 3_600_000) % 24
 
@@ -395,8 +339,6 @@ def f_hour(t: Any) -> Any:
 def f_weekday(t: Any) -> Any:
     ms = to_ms(t) if t.__class__ is not int else t
     if ms is None:
-        if t is not None:
-            _mismatch()
         return None
     return (ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
 
@@ -405,26 +347,11 @@ def f_distance_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
     if lat1 is None or lon1 is None or lat2 is None or lon2 is None:
         return None
     if not (_is_num(lat1) and _is_num(lon1) and _is_num(lat2) and _is_num(lon2)):
-        _mismatch()
         return None
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
-
-
-def normalise_key(k: Any) -> Any:
-    """Keys are scalars; a missing, null or structured value means 'no key'."""
-    if k is None or k.__class__ is dict or k.__class__ is list:
-        return None
-    if k.__class__ is float:
-        if k != k:
-            return None
-        if k.is_integer():
-            return int(k)  # 1.0 and 1 are one key, written as 1
-    elif k.__class__ is bool:
-        return "true" if k else "false"  # not the same key as 1 / 0
-    return k
 
 
 def compile_regex(pattern: str) -> Any:

@@ -22,19 +22,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cep.dsl import ast
+from cep.program import Kind
 
 
 class Action(IntEnum):
     TAKE = 0
     IGNORE = 1
     PROCEED = 2
-
-
-class Kind(IntEnum):
-    NORMAL = 0
-    FINAL = 1
-    STOP = 2
-    PENDING = 3
 
 
 class Consuming(IntEnum):

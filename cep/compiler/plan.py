@@ -5,11 +5,12 @@
 
 - `c<i>(d, ts, key, lets, path)`: condition i, True iff it is TRUE for the current
   event `d` (a dict) given the partial match `path`;
-- `prefilter(ds, tss, get, create, out)`: the per-batch fast path. For each event it
-  reads the key, and decides relevance: a key with no state needs an event that can
-  start a match (the event-local conditions of the start stage); a key with state
-  needs an event that can touch any condition, unless some contiguity is strict.
-  Events that fail touch nothing; no objects are made for them;
+- `prefilter(ds, tss, horizon, get, create, out, unk)`: the per-batch fast path. For
+  each event it reads the key, and decides relevance: a key with no state needs an
+  event that can start a match (the event-local conditions of the start stage); a key
+  with state needs an event that can touch any condition, unless some contiguity is
+  strict. Events that fail touch nothing; no objects are made for them. Events with
+  no usable key that would start a match go to `unk` (`missing_key` candidates);
 - `start_rel`/`any_rel`: the same tests for patterns with `let` values (evaluated
   after the batch's lets are computed);
 - `lets_of`, `let_cols`: per-event `let` values; `let_cols` builds the batch's feature
@@ -23,157 +24,230 @@ from dataclasses import dataclass
 from typing import Any
 
 from cep.compiler import codegen
-from cep.compiler.codegen import ExprCompiler, ScoreCall, SourceBuilder
-from cep.compiler.nfa import Action, ConditionTable, Kind, NfaProgram, compile_nfa
+from cep.compiler.codegen import ExprCompiler, SourceBuilder
+from cep.compiler.nfa import Action, ConditionTable, NfaProgram, compile_nfa
 from cep.compiler.stepgen import generate_steps
 from cep.dsl import ast
+from cep.program import CompiledPattern, EmitPlan, Kind, ScoreCall
+
+__all__ = ["CompiledPattern", "EmitPlan", "compile_pattern"]
 
 SKIP_KINDS = ("none", "to_next", "past_last", "to_first", "to_last")
 DEFAULT_SEVERITY = "medium"
 
 
 @dataclass(frozen=True)
-class EmitPlan:
+class _EmitSpec:
+    """An `emit` clause before the module is built: the names of its functions."""
+
     topic: str | None
     severity: str
     measure_names: tuple[str, ...]
     score_calls: tuple[ScoreCall, ...]
-    fn: Any  # (path, key, ts, sc) -> dict | None
-    feats: Any  # (path, key, ts) -> tuple of feature tuples
+    fn: str
+    feats: str
+
+    def bind(self, fns: dict[str, Any]) -> EmitPlan:
+        return EmitPlan(self.topic, self.severity, self.measure_names, self.score_calls,
+                        fns[self.fn], fns[self.feats])
 
 
-@dataclass(frozen=True)
-class CompiledPattern:
-    name: str
-    version: int
-    pattern: ast.Pattern
-    nfa: NfaProgram
-    module: codegen.CompiledModule
-    conds: tuple[Any, ...]
-    steps: tuple[Any, ...]  # per NFA state: the generated step of a run resting there
-    start_step: Any  # the step of the implicit start run
-    cond_local: tuple[bool, ...]  # condition reads only the current event: memoise per event
-    cond_text: tuple[str, ...]
-    prefilter: Any
-    start_rel: Any
-    any_rel: Any
-    skip_safe: bool  # an event failing every event-local test is a no-op for live runs
-    let_names: tuple[str, ...]
-    lets_of: Any
-    let_cols: Any  # (ds, tss, keys) -> per score call, its feature columns
-    let_score_calls: tuple[ScoreCall, ...]
-    emit: EmitPlan | None  # None: completed matches produce no alert (timeout-only pattern)
-    timeout: EmitPlan | None
-    skip_kind: str
-    skip_stage: int  # for to_first / to_last; -1 otherwise
-    key_paths: tuple[tuple[str, ...], ...]
-    time_field: tuple[str, ...] | None
-    time_arrival: bool
-    order_by: tuple[tuple[str, ...], ...]
-    streams: frozenset[str] | None
-
-    @property
-    def models(self) -> frozenset[str]:
-        calls = list(self.let_score_calls)
-        if self.emit is not None:
-            calls += list(self.emit.score_calls)
-        if self.timeout is not None:
-            calls += list(self.timeout.score_calls)
-        return frozenset(c.model for c in calls)
-
-
-def _key_expr(paths: tuple[tuple[str, ...], ...]) -> list[str]:
-    """Lines that set `k` to the normalised key of `d`, or `continue` when missing."""
+def _key_expr(paths: tuple[tuple[str, ...], ...], missing: list[str]) -> list[str]:
+    """Lines that set `k` to the normalised key of `d`; when it has none, the `missing`
+    lines run (they end with `continue`)."""
     if not paths:
         return ["k = ()"]
 
     def one(p: tuple[str, ...]) -> str:
         return f"d.get({p[0]!r})" if len(p) == 1 else f"_path(d, {p!r})"
 
+    def on_missing(indent: str) -> list[str]:
+        return [indent + ln for ln in missing]
+
     if len(paths) == 1:
         return [
             f"k = {one(paths[0])}",
             "if k is None:",
-            "    continue",
+            *on_missing("    "),
             "if k.__class__ is not _str:",
             "    k = _nkey(k)",
             "    if k is None:",
-            "        continue",
+            *on_missing("        "),
         ]
     parts = ", ".join(f"_nkey({one(p)})" for p in paths)
-    return [f"k = ({parts})", "if None in k:", "    continue"]
+    return [f"k = ({parts})", "if None in k:", *on_missing("    ")]
 
 
-def _uses_fields(c: ExprCompiler) -> list[str]:
-    return c.prologue()
+@dataclass
+class _Build:
+    """What every stage of `compile_pattern` reads: the pattern, its NFA program and
+    conditions, name tables, and the module being generated."""
+
+    pattern: ast.Pattern
+    program: NfaProgram
+    conds: ConditionTable
+    stage_index: dict[str, int]
+    let_index: dict[str, int]
+    sb: SourceBuilder
+
+    @property
+    def stages(self) -> frozenset[str]:
+        return frozenset(self.stage_index)
+
+    def compiler(self, **kw: Any) -> ExprCompiler:
+        return ExprCompiler(self.sb.module, self.stage_index, self.let_index, **kw)
+
+    def add(self, name: str, params: str, body: list[str], what: str,
+            line: int | None = None) -> None:
+        self.sb.add(name, params, body, self.pattern.span.line if line is None else line, what)
 
 
 def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
-    """Compile a pattern that passed `cep.dsl.check` (the compiler trusts the checker)."""
+    """Compile a pattern that passed `cep.dsl.check` (the compiler trusts the checker):
+    the NFA program, then one generated module with its conditions, NFA steps,
+    relevance tests, prefilter, `let` values and `emit` clauses."""
     conds = ConditionTable()
     program = compile_nfa(pattern, conds)
-    stage_index = {n: i for i, n in enumerate(program.stage_names)}
-    stage_set = frozenset(stage_index)
-    let_index = {lt.name: i for i, lt in enumerate(pattern.lets)}
-    sb = SourceBuilder(pattern.name)
-    mod = sb.module
+    b = _Build(pattern, program, conds, {n: i for i, n in enumerate(program.stage_names)},
+               {lt.name: i for i, lt in enumerate(pattern.lets)}, SourceBuilder(pattern.name))
+    cond_local, cond_text = _add_conditions(b)
+    _add_steps(b, cond_local)
+    start_expr, any_expr, skip_safe = _add_relevance(b)
+    _add_prefilter(b, start_expr, any_expr, skip_safe)
+    let_scores = _add_lets(b)
+    # without `emit`, a match is an alert with no measures, unless the pattern only
+    # declares `on timeout emit` (it is about what did not happen; docs/semantics.md)
+    emit_spec = (
+        None
+        if pattern.emit is None and pattern.timeout_emit is not None
+        else _emit(b.sb, "emit", pattern.emit or ast.Emit(), b.stage_index, b.let_index)
+    )
+    timeout_spec = (
+        _emit(b.sb, "timeout", pattern.timeout_emit, b.stage_index, b.let_index)
+        if pattern.timeout_emit is not None
+        else None
+    )
+    module = codegen.build_module(b.sb, pattern.file)
+    fns = module.namespace
+    skip = pattern.skip
+    return CompiledPattern(
+        name=pattern.name,
+        version=version,
+        pattern=pattern,
+        nfa=program,
+        module=module,
+        conds=tuple(fns[f"c{i}"] for i in range(len(conds.exprs))),
+        bind_steps=fns["bind_steps"],
+        cond_local=tuple(cond_local),
+        cond_text=tuple(cond_text),
+        prefilter=fns["prefilter"],
+        start_rel=fns["start_rel"],
+        any_rel=fns["any_rel"],
+        skip_safe=skip_safe,
+        let_names=tuple(b.let_index),
+        lets_of=fns["lets_of"],
+        let_cols=fns["let_cols"],
+        let_score_calls=tuple(let_scores),
+        emit=emit_spec.bind(fns) if emit_spec is not None else None,
+        timeout=timeout_spec.bind(fns) if timeout_spec is not None else None,
+        skip_kind=skip.kind,
+        skip_stage=b.stage_index[skip.stage] if skip.stage is not None else -1,
+        key_paths=pattern.key,
+        time_field=pattern.time_field,
+        time_arrival=pattern.time_arrival,
+        order_by=pattern.order_by,
+        streams=frozenset(pattern.streams) if pattern.streams is not None else None,
+    )
 
-    # -- conditions
+
+def _add_conditions(b: _Build) -> tuple[list[bool], list[str]]:
+    """`c<i>` per condition; per condition, whether it reads only the current event,
+    and its text for `cep dis`."""
+    conds = b.conds
     cond_local: list[bool] = []
     cond_text: list[str] = []
     for i, expr in enumerate(conds.exprs):
         if i in conds.composite:
             lits = conds.composite[i]
             parts = [f"(c{abs(x) - 1}(d, ts, key, lets, path) is {x > 0})" for x in lits]
-            sb.add(f"c{i}", "d, ts, key, lets, path", [f"return {' and '.join(parts)}"],
-                   pattern.span.line, f"condition {conds.owner[i]}")
+            b.add(f"c{i}", "d, ts, key, lets, path", [f"return {' and '.join(parts)}"],
+                  f"condition {conds.owner[i]}")
             cond_local.append(all(cond_local[abs(x) - 1] for x in lits))
             cond_text.append(conds.owner[i])
             continue
-        ec = ExprCompiler(mod, stage_index, let_index)
+        ec = b.compiler()
         body = ec.truth(expr)
-        sb.add(f"c{i}", "d, ts, key, lets, path", [*ec.prologue(), f"return {body}"],
-               expr.span.line, f"condition of {conds.owner[i]}")
-        cond_local.append(codegen.is_event_local(expr, stage_set))
+        b.add(f"c{i}", "d, ts, key, lets, path", [*ec.prologue(), f"return {body}"],
+              f"condition of {conds.owner[i]}", expr.span.line)
+        cond_local.append(codegen.is_event_local(expr, b.stages))
         cond_text.append(f"{conds.owner[i]}#{i}")
+    return cond_local, cond_text
 
-    # -- the NFA step, one function per state (stepgen.py)
-    for fname, step_body in generate_steps(program, tuple(cond_local)):
-        params = "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin"
-        sb.add(fname, params, step_body, pattern.span.line, f"NFA step {fname}")
 
-    # -- relevance
-    start_conds = _start_take_conditions(program)
+def _add_steps(b: _Build, cond_local: list[bool]) -> None:
+    """The NFA step, one function per state (stepgen.py), made by `bind_steps(Run,
+    Node)`: the runtime passes the classes the steps build."""
+    steps = generate_steps(b.program, tuple(cond_local))
+    inner = [(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
+              body, f"NFA step {fname}") for fname, body in steps]
+    names = {fname for fname, _ in steps}
+    per_state = "".join(f"{f'st{i}' if f'st{i}' in names else 'None'}, "
+                        for i in range(len(b.program.states)))
+    b.sb.add_factory("bind_steps", "Run, Node", inner, f"({per_state}), start",
+                     b.pattern.span.line)
+
+
+def _add_relevance(b: _Build) -> tuple[ast.Expr, ast.Expr, bool]:
+    """`start_rel` / `any_rel`: can an event start a match / touch any condition (its
+    event-local parts)? Returns both tests and whether skipping is safe."""
+    program, conds, stages = b.program, b.conds, b.stages
     start_expr = codegen.or_all(
-        [codegen.and_all([codegen.local_part(conds.exprs[c], stage_set) for c in cs])
-         for cs in start_conds]
+        [codegen.and_all([codegen.local_part(conds.exprs[c], stages) for c in cs])
+         for cs in _start_take_conditions(program)]
     )
     any_expr = codegen.or_all(
-        [codegen.local_part(e, stage_set) for e in conds.exprs]
+        [codegen.local_part(e, stages) for e in conds.exprs]
         + ([] if all(_cond_nonempty(program)) else [ast.Literal(True)])
     )
-    skip_safe = _is_skip_safe(program, pattern)
-    has_lets = bool(pattern.lets)
+    skip_safe = _is_skip_safe(program, b.pattern)
     for name, expr in (("start_rel", start_expr), ("any_rel", any_expr)):
-        ec = ExprCompiler(mod, stage_index, let_index)
+        ec = b.compiler()
         body = ec.truth(expr) if (name == "start_rel" or skip_safe) else "True"
-        sb.add(name, "d, ts, key, lets", [*ec.prologue(), f"return {body}"],
-               pattern.span.line, f"relevance test {name}")
+        b.add(name, "d, ts, key, lets", [*ec.prologue(), f"return {body}"],
+              f"relevance test {name}")
+    return start_expr, any_expr, skip_safe
 
-    # Events arrive in (time, arrival) order here. A key without state only needs an
-    # event that can start a match, but only when the event is processed at the end of
-    # this batch (time <= horizon, the new watermark): then nothing earlier can still
-    # arrive. An event that stays buffered may yet be preceded by one that starts a
-    # match, so it needs the broader test, as for keys with state.
+
+def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
+                   skip_safe: bool) -> None:
+    """`prefilter`: the per-batch fast path (see the module docstring).
+
+    Events arrive in (time, arrival) order here. A key without state only needs an
+    event that can start a match, but only when the event is processed at the end of
+    this batch (time <= horizon, the new watermark): then nothing earlier can still
+    arrive. An event that stays buffered may yet be preceded by one that starts a
+    match, so it needs the broader test, as for keys with state.
+
+    An event the pattern cannot key but would start on goes to `unk` (the engine
+    decides whether it is a `missing_key` dead letter: cep/runtime/keys.py); with
+    `let` values the start test needs them, so every unkeyed event goes there."""
+    has_lets = bool(b.pattern.lets)
+    if has_lets:
+        missing = ["unk.append(d)", "continue"]
+    else:
+        ecm = b.compiler()
+        would_start = ecm.truth(start_expr)
+        missing = ["ts = tss[i]", "key = None", "lets = None", *ecm.prologue(),
+                   f"if {would_start}:", "    unk.append(d)", "continue"]
     pre = ["i = -1", "for d in ds:", "    i += 1"]
-    pre += ["    " + ln for ln in _key_expr(pattern.key)]
+    pre += ["    " + ln for ln in _key_expr(b.pattern.key, missing)]
     if has_lets:
         # relevance needs the let values: computed for the batch, tested afterwards
         pre += ["    out.append((i, k))"]
     else:
-        ec = ExprCompiler(mod, stage_index, let_index)
+        ec = b.compiler()
         test = ec.truth(start_expr)
-        ec2 = ExprCompiler(mod, stage_index, let_index)
+        ec2 = b.compiler()
         test2 = ec2.truth(any_expr) if skip_safe else "True"
         setup = ["ts = tss[i]", "key = k", "lets = None"]
         pre += ["    ks = get(k)", "    if ks is None:"]
@@ -191,74 +265,26 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
             pre += ["        " + ln for ln in setup + ec2.prologue()]
             pre += [f"        if not {test2}:", "            continue"]
         pre += ["    out.append((i, ks))"]
-    sb.add("prefilter", "ds, tss, horizon, get, create, out", pre, pattern.span.line,
-           "prefilter")
+    b.add("prefilter", "ds, tss, horizon, get, create, out, unk", pre, "prefilter")
 
-    # -- lets
+
+def _add_lets(b: _Build) -> list[ScoreCall]:
+    """`lets_of` (an event's `let` values) and `let_cols` (the batch's feature columns
+    for the `score(...)` calls in lets, one list comprehension per feature)."""
     let_scores: list[ScoreCall] = []
-    ec = ExprCompiler(mod, stage_index, let_index, score_calls=let_scores)
-    values = [f"lets[{i}] = {ec.value(lt.expr)}" for i, lt in enumerate(pattern.lets)]
-    lets_body = [*ec.prologue(), f"lets = [None] * {len(pattern.lets)}", *values, "return lets"]
-    sb.add("lets_of", "d, ts, key, sc", lets_body, pattern.span.line, "let values")
-    # feature columns of the batch's score calls, one list comprehension per feature
+    ec = b.compiler(score_calls=let_scores)
+    lets = b.pattern.lets
+    values = [f"lets[{i}] = {ec.value(lt.expr)}" for i, lt in enumerate(lets)]
+    lets_body = [*ec.prologue(), f"lets = [None] * {len(lets)}", *values, "return lets"]
+    b.add("lets_of", "d, ts, key, sc", lets_body, "let values")
     cols = []
     for call in let_scores:
-        ecc = ExprCompiler(mod, stage_index, let_index, inline_fields=True)
+        ecc = b.compiler(inline_fields=True)
         per = [f"[{ecc.value(x)} for d, ts, key in _zip(ds, tss, keys)]" for _, x in call.features]
         cols.append("(" + "".join(c + ", " for c in per) + ")")
-    sb.add("let_cols", "ds, tss, keys", ["return (" + "".join(c + ", " for c in cols) + ")"],
-           let_scores[0].span.line if let_scores else 0, "let score features")
-
-    # -- emit: without `emit`, a match is an alert with no measures, unless the pattern
-    # only declares `on timeout emit` (it is about what did not happen; docs/semantics.md)
-    emit_plan = (
-        None
-        if pattern.emit is None and pattern.timeout_emit is not None
-        else _emit(sb, "emit", pattern.emit or ast.Emit(), stage_index, let_index)
-    )
-    timeout_plan = (
-        _emit(sb, "timeout", pattern.timeout_emit, stage_index, let_index)
-        if pattern.timeout_emit is not None
-        else None
-    )
-
-    module = codegen.build_module(sb, pattern.file)
-    fns = module.namespace
-    skip = pattern.skip
-    return CompiledPattern(
-        name=pattern.name,
-        version=version,
-        pattern=pattern,
-        nfa=program,
-        module=module,
-        conds=tuple(fns[f"c{i}"] for i in range(len(conds.exprs))),
-        steps=tuple(fns.get(f"st{i}") for i in range(len(program.states))),
-        start_step=fns["start"],
-        cond_local=tuple(cond_local),
-        cond_text=tuple(cond_text),
-        prefilter=fns["prefilter"],
-        start_rel=fns["start_rel"],
-        any_rel=fns["any_rel"],
-        skip_safe=skip_safe,
-        let_names=tuple(let_index),
-        lets_of=fns["lets_of"],
-        let_cols=fns["let_cols"],
-        let_score_calls=tuple(let_scores),
-        emit=_bind(emit_plan, fns) if emit_plan is not None else None,
-        timeout=_bind(timeout_plan, fns) if timeout_plan is not None else None,
-        skip_kind=skip.kind,
-        skip_stage=stage_index[skip.stage] if skip.stage is not None else -1,
-        key_paths=pattern.key,
-        time_field=pattern.time_field,
-        time_arrival=pattern.time_arrival,
-        order_by=pattern.order_by,
-        streams=frozenset(pattern.streams) if pattern.streams is not None else None,
-    )
-
-
-def _bind(plan: EmitPlan, fns: dict[str, Any]) -> EmitPlan:
-    return EmitPlan(plan.topic, plan.severity, plan.measure_names, plan.score_calls,
-                    fns[plan.fn], fns[plan.feats])
+    b.add("let_cols", "ds, tss, keys", ["return (" + "".join(c + ", " for c in cols) + ")"],
+          "let score features", let_scores[0].span.line if let_scores else 0)
+    return let_scores
 
 
 def _add_feats(
@@ -277,7 +303,7 @@ def _add_feats(
 def _emit(
     sb: SourceBuilder, prefix: str, emit: ast.Emit, stage_index: dict[str, int],
     let_index: dict[str, int],
-) -> EmitPlan:
+) -> _EmitSpec:
     scores: list[ScoreCall] = []
     measures: dict[str, str] = {}
     ec = ExprCompiler(sb.module, stage_index, let_index, context="match",
@@ -293,7 +319,7 @@ def _emit(
     lines.append(f"return {{{items}}}")
     sb.add(prefix, "path, key, ts, sc", ec.prologue() + lines, emit.span.line, f"{prefix} measures")
     _add_feats(sb, f"{prefix}_feats", "path, key, ts", scores, stage_index, let_index, "match")
-    return EmitPlan(
+    return _EmitSpec(
         topic=emit.topic,
         severity=emit.severity or DEFAULT_SEVERITY,
         measure_names=tuple(m.name for m in emit.measures),

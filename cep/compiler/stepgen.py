@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cep.compiler.nfa import Action, Kind, NfaProgram
+from cep.compiler.nfa import Action, NfaProgram
+from cep.program import Kind
 
 Lits = tuple[int, ...]
 
@@ -135,72 +136,99 @@ def _step_body(
     program: NfaProgram, state: int, local: tuple[bool, ...], kinds: list[Kind], final: int,
     *, start: bool,
 ) -> list[str]:
-    b = _Body(local, "None" if start else "path")
+    """The body of the step of a run resting in `state` (or of the start run)."""
+    w = _StepWriter(program, local, kinds, final, start)
     edges = [e for e in _unfold(program, state) if not (start and e.action == Action.IGNORE)]
-    setup = ["d = ev.data", "ts = ev.ts", "lets = ev.lets"]
-    if not start:
-        setup.append("path = run.path")
-    stops, takes, ignores = [], [], []
-    for j, e in enumerate(edges):
-        flag = f"f{j}"
-        b.guard(flag, e.guard)
-        if e.action == Action.TAKE and kinds[e.target] == Kind.STOP:
-            stops.append(flag)
-        elif e.action == Action.TAKE:
-            w = program.states[e.src].window
-            if w and not start:
-                b.lines.append(f"    if {flag} and ts - run.time >= {w}:")
-                b.lines.append(f"        {flag} = False  # the stage's `within` has passed")
-            takes.append((flag, e))
-        else:
-            ignores.append((flag, e))
-    body = b.lines
-    stop = " or ".join(stops) if stops else "False"
+    stops, takes, ignores = w.classify(edges)
     if stops:
-        body.append(f"    stop = {stop}")
-    start_ts, start_seq = ("ts", "ev.seq") if start else ("run.start_ts", "run.start_seq")
-    n = "1" if start else "run.n + 1"
-    prev = "None" if start else "path"
-    nodes: dict[int, str] = {}
+        w.body.append(f"    stop = {' or '.join(stops)}")
     for flag, e in takes:
-        stage = program.states[e.src].stage
-        node = nodes.get(stage)
+        w.take(flag, e, bool(stops))
+    if ignores:
+        w.ignore(ignores, bool(stops))
+    return w.assemble()
+
+
+class _StepWriter:
+    """Writes one step function: edge flags, then successors per TAKE edge (sharing
+    one `Node` per stage), then per IGNORE edge (reusing the run object once)."""
+
+    def __init__(self, program: NfaProgram, local: tuple[bool, ...], kinds: list[Kind],
+                 final: int, start: bool) -> None:
+        self.program = program
+        self.local = local
+        self.kinds = kinds
+        self.final = final
+        self.start = start
+        self.b = _Body(local, "None" if start else "path")
+        self.body = self.b.lines
+        self.nodes: dict[int, str] = {}
+        # what a new successor inherits: from this event (start run) or from the run
+        self.start_ts, self.start_seq = ("ts", "ev.seq") if start else ("run.start_ts",
+                                                                           "run.start_seq")
+        self.n = "1" if start else "run.n + 1"
+        self.prev = "None" if start else "path"
+
+    def classify(
+        self, edges: list[_Edge]
+    ) -> tuple[list[str], list[tuple[str, _Edge]], list[tuple[str, _Edge]]]:
+        """A flag per edge (its guard holds); the flags of edges into Stop, the TAKE
+        edges and the IGNORE edges."""
+        stops, takes, ignores = [], [], []
+        for j, e in enumerate(edges):
+            flag = f"f{j}"
+            self.b.guard(flag, e.guard)
+            if e.action == Action.TAKE and self.kinds[e.target] == Kind.STOP:
+                stops.append(flag)
+            elif e.action == Action.TAKE:
+                w = self.program.states[e.src].window
+                if w and not self.start:
+                    self.body.append(f"    if {flag} and ts - run.time >= {w}:")
+                    self.body.append(f"        {flag} = False  # the stage's `within` has passed")
+                takes.append((flag, e))
+            else:
+                ignores.append((flag, e))
+        return stops, takes, ignores
+
+    def _run(self, state: int | str, node: str) -> str:
+        return f"Run({state}, {node}, {self.start_ts}, {self.start_seq}, ts, {self.n})"
+
+    def take(self, flag: str, e: _Edge, stops: bool) -> None:
+        body = self.body
+        stage = self.program.states[e.src].stage
+        node = self.nodes.get(stage)
         body.append(f"    if {flag}:")
         if node is None:
-            node = nodes[stage] = f"nd{stage}"
+            node = self.nodes[stage] = f"nd{stage}"
             body.insert(0, f"    {node} = None")
         body.append(f"        if {node} is None:")
-        body.append(f"            {node} = Node({stage}, ev, {prev})")
-        if kinds[e.target] == Kind.FINAL:
-            body.append(
-                f"        fin.append(Run({final}, {node}, {start_ts}, {start_seq}, ts, {n}))"
-            )
-            continue
+        body.append(f"            {node} = Node({stage}, ev, {self.prev})")
+        if self.kinds[e.target] == Kind.FINAL:
+            body.append(f"        fin.append({self._run(self.final, node)})")
+            return
         inner = "        "
         if stops:
             body.append(f"{inner}if not stop:")
             inner += "    "
-        body.append(
-            f"{inner}out.append(Run({e.target}, {node}, {start_ts}, {start_seq}, ts, {n}))"
-        )
-        guards = _final_guards(program, e.target)
-        if guards:
+        body.append(f"{inner}out.append({self._run(e.target, node)})")
+        guards = _final_guards(self.program, e.target)
+        if guards:  # the successor completes at once through PROCEED edges
             ors = []
             for k, g in enumerate(guards):
                 gf = f"g{e.target}_{k}"
-                b2 = _Body(local, "None" if start else "path")
-                b2.used = b.used
+                b2 = _Body(self.local, "None" if self.start else "path")
+                b2.used = self.b.used
                 b2.guard(gf, g, "        ")
                 body.extend(b2.lines)
                 ors.append(gf)
             body.append(f"        if {' or '.join(ors)}:")
-            body.append(
-                f"            fin.append(Run({final}, {node}, {start_ts}, {start_seq}, ts, {n}))"
-            )
-    if ignores:
+            body.append(f"            fin.append({self._run(self.final, node)})")
+
+    def ignore(self, ignores: list[tuple[str, _Edge]], stops: bool) -> None:
+        body = self.body
         body.append("    reused = False")
         for flag, e in ignores:
-            if kinds[e.target] == Kind.FINAL:
+            if self.kinds[e.target] == Kind.FINAL:
                 body.append(f"    if {flag}:")
                 body.append(
                     f"        fin.append(Run({e.target}, path, run.start_ts, run.start_seq, "
@@ -218,10 +246,16 @@ def _step_body(
             body.append("            reused = True")
             body.append(f"            run.state = {e.target}")
             body.append("            out.append(run)")
-    pro = [f"    {x}" for x in b.prologue()]
-    node_inits = [ln for ln in body if ln.startswith("    nd") and ln.endswith("= None")]
-    rest = [ln for ln in body if ln not in node_inits]
-    lines = [*(f"    {s}" for s in setup), *pro, *node_inits, *rest]
-    if len(lines) == len(setup):
-        lines.append("    pass")
-    return [ln[4:] for ln in lines]
+
+    def assemble(self) -> list[str]:
+        """Setup, condition variables and node slots first, then the body."""
+        setup = ["d = ev.data", "ts = ev.ts", "lets = ev.lets"]
+        if not self.start:
+            setup.append("path = run.path")
+        pro = [f"    {x}" for x in self.b.prologue()]
+        node_inits = [ln for ln in self.body if ln.startswith("    nd") and ln.endswith("= None")]
+        rest = [ln for ln in self.body if ln not in node_inits]
+        lines = [*(f"    {s}" for s in setup), *pro, *node_inits, *rest]
+        if len(lines) == len(setup):
+            lines.append("    pass")
+        return [ln[4:] for ln in lines]

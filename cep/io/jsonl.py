@@ -1,8 +1,9 @@
 """JSON Lines sources and sinks (plain or gzip), in batches.
 
 A source yields `Batch`es: the decoded events, their positions (file, line), and dead
-letters for lines that are not JSON objects. Nothing is dropped silently: a blank line
-is skipped, everything else either decodes or becomes a dead letter with the reason.
+letters for lines that are not JSON objects (holding the line's original bytes).
+Nothing is dropped silently: a blank line is skipped, everything else either decodes
+or becomes a dead letter with the reason. The sinks are `cep.runtime.driver.Sink`s.
 """
 
 from __future__ import annotations
@@ -11,23 +12,14 @@ import gzip
 import io
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from cep.runtime.engine import Alert, DeadLetter
+from cep.runtime.records import Alert, Batch, DeadLetter, Result
 
 DEFAULT_BATCH = 4096
-
-
-@dataclass
-class Batch:
-    events: list[Any] = field(default_factory=list)
-    positions: list[Any] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    nbytes: int = 0
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -37,17 +29,6 @@ def open_binary(path: str | Path) -> IO[bytes]:
     if p.endswith(".gz"):
         return gzip.open(p, "rb")  # type: ignore[return-value]
     return open(p, "rb")
-
-
-def decode_line(line: bytes) -> tuple[Any, str | None]:
-    """(event, None) or (None, reason detail) for a line that is not a JSON object."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc}"
-    if obj.__class__ is not dict:
-        return None, f"not a JSON object but {type(obj).__name__}"
-    return obj, None
 
 
 def read_jsonl(path: str | Path, batch_size: int = DEFAULT_BATCH) -> Iterator[Batch]:
@@ -63,8 +44,7 @@ def read_jsonl(path: str | Path, batch_size: int = DEFAULT_BATCH) -> Iterator[Ba
                 obj = loads(line)
             except orjson.JSONDecodeError as exc:
                 batch.dead_letters.append(DeadLetter(
-                    line.decode("utf-8", "replace").rstrip("\n"), (name, lineno), "malformed",
-                    f"invalid JSON: {exc}",
+                    line.rstrip(b"\r\n"), (name, lineno), "malformed", f"invalid JSON: {exc}",
                 ))
                 continue
             if obj.__class__ is not dict:
@@ -75,9 +55,11 @@ def read_jsonl(path: str | Path, batch_size: int = DEFAULT_BATCH) -> Iterator[Ba
             batch.events.append(obj)
             batch.positions.append((name, lineno))
             if len(batch.events) >= batch_size:
+                batch.received = len(batch.events) + len(batch.dead_letters)
                 yield batch
                 batch = Batch()
         if batch.events or batch.dead_letters:
+            batch.received = len(batch.events) + len(batch.dead_letters)
             yield batch
 
 
@@ -117,15 +99,29 @@ class JsonlSink:
             self._f.close()
 
 
-def dead_letter_record(d: DeadLetter) -> dict[str, Any]:
-    rec: dict[str, Any] = {"reason": d.reason, "detail": d.detail}
-    pos = d.position
-    if isinstance(pos, tuple) and len(pos) == 2:
-        rec["file"], rec["line"] = pos
-    elif pos is not None:
-        rec["position"] = pos
-    if isinstance(d.event, (dict, list, int, float, bool)) or d.event is None:
-        rec["event"] = d.event
-    else:
-        rec["raw"] = d.event if isinstance(d.event, str) else repr(d.event)
-    return rec
+class AlertFileSink:
+    """Alert records to a JSONL file (or stdout), as a driver sink."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.out = JsonlSink(path)
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        if result.alerts:
+            self.out.write_alerts(result.alerts)
+
+    def close(self) -> None:
+        self.out.close()
+
+
+class DeadLetterFileSink:
+    """Dead letters to a JSONL file, one `DeadLetter.to_json()` record a line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.out = JsonlSink(path)
+
+    def write(self, result: Result, batch: Batch | None) -> None:
+        if result.dead_letters:
+            self.out.write_records(d.to_json() for d in result.dead_letters)
+
+    def close(self) -> None:
+        self.out.close()

@@ -45,9 +45,6 @@ class Clock:
     def watermark(self) -> float:
         return self._wm
 
-    def is_late(self, ts: int) -> bool:
-        return ts <= self._wm
-
     def observe(self, partition: Hashable, max_ts: int | None, ooo_ms: int | None = None) -> None:
         """Record a batch from `partition` whose largest (valid, on-time) time is max_ts.
         `ooo_ms` overrides the clock's out-of-orderness for this partition's stream."""
@@ -60,8 +57,9 @@ class Clock:
     def partitions(self) -> dict[Hashable, int]:
         return dict(self._max_ts)
 
-    def advance(self) -> float:
-        """Recompute the watermark from the partitions; returns it."""
+    def advance(self, now: int | None = None) -> float:
+        """Recompute the watermark from the partitions (`now`: the wall clock, if not
+        the clock's own); returns it."""
         if not self._max_ts:
             return self._wm
         lag = self._lag
@@ -70,7 +68,8 @@ class Clock:
         if self.idle_ms is None:
             cand = min(marks.values())
         else:
-            now = self.now()
+            if now is None:
+                now = self.now()
             active = [
                 m for p, m in marks.items() if now - self._last_seen.get(p, now) < self.idle_ms
             ]
@@ -83,6 +82,12 @@ class Clock:
         if cand > self._wm:
             self._wm = cand
         return self._wm
+
+    def move_to(self, t: float) -> None:
+        """Set the watermark to `t` if that is ahead (arrival-time clocks: every event
+        is due at once)."""
+        if t > self._wm:
+            self._wm = t
 
     def finish(self) -> float:
         self._wm = POS_INF

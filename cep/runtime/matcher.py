@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cep.compiler.nfa import Kind
-from cep.compiler.plan import CompiledPattern
+from cep.program import CompiledPattern, Kind, Step
 
 INF = float("inf")
 FINAL = int(Kind.FINAL)
@@ -91,6 +90,10 @@ class KeyState:
 Output = tuple[str, Run, int]
 
 
+def _no_step(run: Any, ev: Any, key: Any, E: list[Any], out: list[Any], fin: list[Any]) -> None:
+    raise AssertionError(f"a partial match rests in state {run.state}, which has no step")
+
+
 class Matcher:
     """Runs one compiled pattern's NFA for any number of keys."""
 
@@ -104,10 +107,10 @@ class Matcher:
         self.stage = tuple(s.stage for s in prog.states)
         self.expiry = prog.expiry
         self.ncond = len(plan.conds)
-        ns = plan.module.namespace
-        ns["Run"], ns["Node"] = Run, Node  # what the generated steps build
-        self.steps = plan.steps
-        self.start_step = plan.start_step
+        # the generated steps, closed over the classes they build; a run never rests in
+        # a state without one (final and stop states)
+        steps, self.start_step = plan.bind_steps(Run, Node)
+        self.steps: tuple[Step, ...] = tuple(s or _no_step for s in steps)
         self.skip = plan.skip_kind
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None

@@ -61,7 +61,7 @@ def test_bad_lines_become_dead_letters_with_reasons(tmp_path: Path, pattern_file
     assert [a["measures"] for a in alerts] == [{"user": "u1", "gap": 1000}]
     assert report.dead_letters == {"malformed": 2, "missing_time": 1, "bad_time": 1}
     rows = read_jsonl(dead)
-    assert [(r["reason"], r["line"]) for r in rows] == [
+    assert [(r["reason"], r["position"][1]) for r in rows] == [
         ("malformed", 2), ("malformed", 3), ("missing_time", 4), ("bad_time", 5)]
     assert rows[0]["raw"] == "{not json"
     assert rows[3]["event"]["id"] == "e5"
@@ -150,3 +150,52 @@ def test_cli_backtest_and_dis(tmp_path: Path, pattern_file: Path,
     assert main(["dis", str(pattern_file)]) == 0
     shown = capsys.readouterr().out
     assert "TAKE" in shown and "def c0(" in shown
+
+
+T2_PATTERN = """pattern pair2 {
+  key user
+  time t2
+  within 1m
+  match
+    a where kind == "a"
+    then b where kind == "b"
+  emit severity high { user = key, gap = b.t2 - a.t2 }
+}
+"""
+
+
+def test_complete_mode_orders_by_the_patterns_time_field(tmp_path: Path) -> None:
+    """A `time t2` pattern over a file ordered by neither field: the sorted replay sorts
+    by t2 (the pattern's time), not by the default `ts`, so nothing is late."""
+    p = tmp_path / "pair2.cep"
+    p.write_text(T2_PATTERN)
+    # file order and `ts` order disagree with t2 order
+    events = write(tmp_path / "ev.jsonl", [
+        ev(1, 1, "x", t2=9000), ev(2, 2, "b", t2=5000), ev(3, 3, "a", t2=1000),
+        ev(4, 4, "b", t2=3000),
+    ])
+    out, dead = tmp_path / "alerts.jsonl", tmp_path / "dead.jsonl"
+    report = run_backtest(compile_paths([str(p)]), [events], out=out, dead_out=dead,
+                          batch_size=1)
+    assert report.mode == "sorted"
+    assert report.dead_letters == {}
+    assert read_jsonl(dead) == []
+    assert [a["measures"]["gap"] for a in read_jsonl(out)] == [2000]
+
+
+def test_missing_key_dead_letters_from_a_backtest(tmp_path: Path, pattern_file: Path) -> None:
+    """An event a pattern would start on but cannot key is a `missing_key` dead letter
+    (as in Kafka mode); an unkeyed event no pattern would use is ignored."""
+    events = write(tmp_path / "ev.jsonl", [
+        ev(1, 1000, "a"),
+        {"id": "e2", "ts": 1500, "kind": "a"},  # would start `pair`, has no user
+        {"id": "e3", "ts": 1600, "kind": "x"},  # no user, irrelevant to every pattern
+        ev(4, 2000, "b"),
+    ])
+    out, dead = tmp_path / "alerts.jsonl", tmp_path / "dead.jsonl"
+    report = run_backtest(compile_paths([str(pattern_file)]), [events], out=out, dead_out=dead)
+    assert report.dead_letters == {"missing_key": 1}
+    (row,) = read_jsonl(dead)
+    assert row["reason"] == "missing_key" and row["event"]["id"] == "e2"
+    assert row["position"] == [str(events), 2] and "user" in row["detail"]
+    assert [a["measures"]["gap"] for a in read_jsonl(out)] == [1000]

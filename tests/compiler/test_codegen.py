@@ -96,11 +96,10 @@ def test_three_valued_logic(expr: str, event: dict, expected: bool) -> None:
     assert cond(plan)(event, 0, None, None, None) is expected
 
 
-def test_type_mismatch_is_counted() -> None:
+def test_type_mismatch_is_unknown_not_an_error() -> None:
     plan = plan_of("pattern p { match a where amount > 5 }")
-    before = env.COUNTERS["type_mismatch"]
+    assert env.gt("abc", 5) is None
     assert cond(plan)({"amount": "abc"}, 0, None, None, None) is False
-    assert env.COUNTERS["type_mismatch"] == before + 1
 
 
 def test_error_in_generated_code_points_to_the_pattern_line() -> None:
@@ -131,7 +130,7 @@ def test_engine_survives_a_raising_condition() -> None:
     res = eng.process([{"name": "a", "ts": 1}, {"name": "b", "ts": 2}, {"name": "x", "ts": 3}])
     res.extend(eng.finish())
     assert res.alerts == []
-    assert eng.metrics["condition_errors"] >= 1
+    assert eng.snapshot().counters.get("condition_errors", 0) >= 1
 
 
 def test_when_reads_measures_by_name() -> None:
@@ -147,4 +146,4 @@ def test_when_reads_measures_by_name() -> None:
     res.extend(eng.finish())
     # pairs (4,5)=9 filtered; (5,6)=11 and (6,7)=13 pass
     assert [a.record["measures"]["total"] for a in res.alerts] == [11, 13]
-    assert eng.metrics["filtered.p"] == 1
+    assert eng.snapshot().counters.get("filtered.p", 0) == 1

@@ -105,5 +105,5 @@ def run_with_restore(plan: CompiledPattern, events: list[Any], batch: int, split
     for b in parts[split:]:
         alerts += second.process(b).alerts
     alerts += second.finish().alerts
-    assert first.metrics["condition_errors"] == 0, first.errors
+    assert first.snapshot().counters.get("condition_errors", 0) == 0, first.snapshot().errors
     return second, alerts

@@ -67,4 +67,4 @@ def test_mutations_raise_only_pattern_errors(spec, edits) -> None:
     for p in patterns:
         plan = compile_pattern(p)
         eng, _ = run(plan, EVENTS, 2)
-        assert eng.metrics["condition_errors"] == 0, eng.errors
+        assert eng.snapshot().counters.get("condition_errors", 0) == 0, eng.snapshot().errors

@@ -31,14 +31,14 @@ def kinds_and_ids(alerts: list[Alert]) -> list[tuple[str, list[str]]]:
 def test_comparison_of_two_int_literals_compiles() -> None:
     plan = compile_text("pattern bug1a { match a where 0 < 1 }")
     eng, alerts = run(plan, [{"id": 1, "ts": 1}], 1)
-    assert eng.metrics["condition_errors"] == 0
+    assert eng.snapshot().counters.get("condition_errors", 0) == 0
     assert len(alerts) == 1
 
 
 def test_comparison_with_negative_float_literal_on_the_left() -> None:
     plan = compile_text("pattern bug1b { match a where -1.5 < 0 }")
     eng, alerts = run(plan, [{"id": 1, "ts": 1}, {"id": 2, "ts": 2}], 1)
-    assert eng.metrics["condition_errors"] == 0, eng.errors
+    assert eng.snapshot().counters.get("condition_errors", 0) == 0, eng.snapshot().errors
     assert len(alerts) == 2
 
 
@@ -62,7 +62,7 @@ def test_until_true_compiles() -> None:
     # the until-event is never part of the loop), so nothing matches
     plan = compile_text("pattern bug3 { match a+ until true }")
     eng, alerts = run(plan, [{"id": 1, "ts": 1}, {"id": 2, "ts": 2}], 1)
-    assert eng.metrics["condition_errors"] == 0
+    assert eng.snapshot().counters.get("condition_errors", 0) == 0
     assert alerts == []
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from cep.compiler.plan import compile_pattern
 from cep.dsl.parser import parse
-from cep.runtime.engine import Alert, BatchResult, Engine, EngineConfig
+from cep.runtime.engine import Alert, Engine, EngineConfig, Result
 
 # a tail that reports completed matches and timed-out partial matches (a pattern with
 # only `on timeout emit` reports timeouts only)
@@ -56,13 +56,13 @@ def events_from(spec: str, *, start: int = 1000, step: int = 1) -> list[dict[str
 
 
 def feed(text: str, events: list[dict[str, Any]], *, finish: bool = True,
-         batch: int = 1, ooo: int = 0) -> tuple[Engine, BatchResult]:
+         batch: int = 1, ooo: int = 0) -> tuple[Engine, Result]:
     """Run the first pattern of `text` over `events` in batches of `batch`; the engine
     (for state inspection) and everything it produced."""
     pf = parse(text)
     plan = compile_pattern(pf.patterns[0])
     eng = Engine([plan], EngineConfig(max_out_of_orderness_ms=ooo), now_ms=lambda: 0)
-    result = BatchResult()
+    result = Result()
     for i in range(0, len(events), batch):
         result.extend(eng.process(events[i:i + batch]))
     if finish:

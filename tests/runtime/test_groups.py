@@ -88,7 +88,7 @@ def test_group_until_ends_every_iteration_and_releases_the_key() -> None:
         "c1 a1 b1 d1",
     ]
     # only the (implicit) start state remains: no per-key state left
-    assert eng.runtimes[0].states == {}
+    assert eng.snapshot().patterns[0].keys == 0
 
 
 def test_group_has_no_key_of_its_own_and_inner_stages_collect_every_iteration() -> None:

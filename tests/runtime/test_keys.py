@@ -45,27 +45,27 @@ def test_state_is_released_when_matches_complete() -> None:
     # z1 (another key, irrelevant) moves the watermark past b1
     eng, result = feed(text, events_from("a1:user=u1 b1:user=u1 z1:user=u2"), finish=False)
     assert [show(a) for a in result.alerts] == ["a1 b1"]
-    assert eng.runtimes[0].states == {}
+    assert eng.snapshot().patterns[0].keys == 0
 
 
 def test_state_is_released_when_partial_matches_expire() -> None:
     text = pattern(f"{A} then {B}", "key user\n  within 10ms", WITH_TIMEOUTS)
     eng, result = feed(text, events_from("a1:user=u1@0 z1:user=u2@100"), finish=False)
     assert [show(a) for a in result.alerts] == ["timeout:a1"]
-    assert eng.runtimes[0].states == {}
+    assert eng.snapshot().patterns[0].keys == 0
 
 
 def test_state_is_kept_while_partial_matches_live() -> None:
     text = pattern(f"{A} then {B}", "key user")
     eng, _ = feed(text, events_from("a1:user=u1 x1:user=u1 z1:user=u2"), finish=False)
-    assert list(eng.runtimes[0].states) == ["u1"]
-    assert eng.runtimes[0].live_runs() == 1
+    assert list(eng._runtimes[0].states) == ["u1"]
+    assert eng._runtimes[0].live_runs() == 1
 
 
 def test_a_key_with_only_irrelevant_events_gets_no_state() -> None:
     text = pattern(f"{A} then {B}", "key user")
     eng, _ = feed(text, events_from("x1:user=u1 b1:user=u1 z1:user=u2"), finish=False)
-    assert eng.runtimes[0].states == {}
+    assert eng.snapshot().patterns[0].keys == 0
 
 
 def test_events_missing_the_key_are_ignored_by_the_pattern() -> None:
@@ -75,4 +75,4 @@ def test_events_missing_the_key_are_ignored_by_the_pattern() -> None:
     # x1 has no user: it does not break u1's strict contiguity
     assert matches(text, "a1:user=u1 x1 b1:user=u1") == ["a1 b1"]
     eng, result = feed(text, events_from("a1 b1"))
-    assert result.alerts == [] and eng.runtimes[0].states == {}
+    assert result.alerts == [] and eng.snapshot().patterns[0].keys == 0

@@ -73,7 +73,7 @@ def test_engine_limits_thread_pools_while_scoring(
         after = _threads_now()
     assert seen and all(s == {threads} for s in seen), seen
     assert after == {2}  # restored after each call
-    assert engine.metrics["score_calls"] == len(seen)
+    assert engine.snapshot().counters["score_calls"] == len(seen)
 
 
 def test_thread_limit_none_leaves_pools_alone() -> None:
@@ -148,7 +148,7 @@ def test_patterns_scoring_the_same_model_share_one_call(
     engine, together = _run(both, counting, events)
     n_batches = -(-len(events) // 4096)
     assert len(calls) <= n_batches  # one call per batch for both patterns
-    assert engine.metrics["score_calls"] == len(calls)
+    assert engine.snapshot().counters["score_calls"] == len(calls)
 
     alone: list[dict[str, Any]] = []
     rows_alone = 0
@@ -160,4 +160,4 @@ def test_patterns_scoring_the_same_model_share_one_call(
     key = orjson.dumps
     assert sorted(map(key, together)) == sorted(map(key, alone))
     assert {r["pattern"] for r in together} == {"risky_burst", "risky_twin"}
-    assert engine.metrics["score_rows"] == rows_alone  # the same rows, in fewer calls
+    assert engine.snapshot().counters["score_rows"] == rows_alone  # the same rows, in fewer calls

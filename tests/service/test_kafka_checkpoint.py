@@ -155,7 +155,7 @@ def test_at_least_once_failed_delivery_writes_nothing() -> None:
     with pytest.raises(RewindError, match="produce failed"):
         ck.commit({("tx", 0): 1})
     assert log.calls == ["flush"] and store.batches == []
-    assert any(rt.dirty for rt in engine.runtimes)  # the deltas were not taken
+    assert engine.has_changes()  # the deltas were not taken
 
 
 def test_restart_from_a_checkpoint_completes_the_incident() -> None:
@@ -182,9 +182,10 @@ def test_restart_from_a_checkpoint_completes_the_incident() -> None:
 def test_load_engine_resets_state_that_was_not_checkpointed() -> None:
     e, store = new_engine(), MemoryStore()
     e.process([ev(0, 1), ev(1, 1), ev(5, 1)], partition=("tx", 0))
-    assert e.runtimes[0].states
+    assert e.snapshot().patterns[0].keys
     load_engine(e, store)  # an empty store: back to nothing
-    assert not e.runtimes[0].states and not e.runtimes[0].heap
+    (p,) = e.snapshot().patterns
+    assert p.keys == 0 and p.buffered == 0
     assert e.watermark() == float("-inf")
 
 

@@ -10,13 +10,7 @@ from confluent_kafka import KafkaError, Message
 from cep.compiler.plan import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Alert, DeadLetter, Engine, EngineConfig
-from service.dead_letters import (
-    dead_letter_record,
-    missing_key_letters,
-    parse_headers,
-    stream_key_check,
-    unkeyable,
-)
+from service.dead_letters import dead_letter_record, parse_headers
 from service.kafka_io import alert_key, alert_value, decode
 
 
@@ -84,53 +78,7 @@ def test_dead_letter_record_keeps_original_bytes_and_says_where_from() -> None:
     rec = dead_letter_record(dl, b"k", b'{"ts": 1}', "transactions")
     assert rec.key == b"k" and rec.value == b'{"ts": 1}'
     assert parse_headers(rec.headers) == {
-        "cep.reason": "late", "cep.detail": "time 1 <= watermark 5", "cep.source.topic": "tx",
+        "cep.reason": "late", "cep.detail": "time 1 <= watermark 5",
+        "cep.position": '["tx",2,41]', "cep.source.topic": "tx",
         "cep.source.partition": "2", "cep.source.offset": "41", "cep.stream": "transactions",
     }
-
-
-def test_key_check_per_stream() -> None:
-    e = engine(KEYED)
-    check = stream_key_check(e, "s")
-    assert check is not None
-    assert check.keysets == [(("card",),), (("user",), ("shop",))]
-    assert len(check.relevant) == 2
-    assert stream_key_check(e, "nobody") is None  # no pattern reads it
-    # an unkeyed pattern reads every event of its stream: nothing is missing a key
-    assert stream_key_check(e, "other") is None
-
-
-def test_unkeyable_needs_every_key_set_to_fail() -> None:
-    e = engine(KEYED)
-    check = stream_key_check(e, "s")
-    assert check is not None
-    events = [{"card": "c"}, {"user": "u", "shop": "s"}, {"user": "u"}, {"card": None},
-              {"card": {"x": 1}}, {"card": [1]}, {"card": float("nan")}, {"card": 0},
-              {"card": False}]
-    assert unkeyable(events, check.keysets) == [2, 3, 4, 5, 6]
-    assert unkeyable([{"card": None}, {"card": "x"}, {}], [(("card",),)]) == [0, 2]
-    assert unkeyable([{"a": {"b": 1}}, {"a": {"b": None}}], [(("a", "b"),)]) == [1]
-
-
-def test_missing_key_only_for_events_a_pattern_would_use() -> None:
-    e = engine(KEYED)
-    check = stream_key_check(e, "s")
-    # `where v > 1`: the first event would start a match but has no key; the second is
-    # irrelevant to every pattern (ignored, like the engine ignores it); the third has
-    # a key; the fourth was refused by the engine (late), it keeps that reason
-    events = [{"ts": 1, "v": 5}, {"ts": 2, "v": 0}, {"ts": 3, "v": 5, "card": "c"},
-              {"ts": 4, "v": 5}]
-    pos = [("t", 0, i) for i in range(4)]
-    refused = [DeadLetter(events[3], pos[3], "late")]
-    out = missing_key_letters(events, pos, check, refused)
-    assert [(d.position, d.reason) for d in out] == [(("t", 0, 0), "missing_key")]
-    assert "card" in out[0].detail and "user, shop" in out[0].detail
-    assert missing_key_letters(events, pos, None, []) == []
-
-
-def test_patterns_with_lets_count_every_unkeyed_event() -> None:
-    e = engine('pattern a { from s key card let big = v > 1 match x where big }')
-    check = stream_key_check(e, "s")
-    assert check is not None
-    out = missing_key_letters([{"ts": 1, "v": 0}], [("t", 0, 0)], check, [])
-    assert [d.reason for d in out] == ["missing_key"]

@@ -8,12 +8,7 @@ from cep.compiler.plan import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.store import MemoryStore
-from service.kafka_state import (
-    engine_signature,
-    load_engine,
-    register_partitions,
-    touch_clock_partitions,
-)
+from service.kafka_state import load_engine, register_partitions
 
 SRC = """
 pattern p { from s key k within 1m match a where v == 1 then b where v == 2 }
@@ -72,8 +67,8 @@ def test_registration_only_touches_clocks_of_the_streams_patterns() -> None:
         'pattern p { from s key k match a where v == 1 }\n'
         'pattern q { from other key k time when match a where v == 1 }')])
     assert register_partitions(e, lambda topic: "s", [("t", 0)]) == 1
-    clocks = {ck: set(c.partitions()) for ck, c in e.clocks.items()}
-    assert clocks[()] == {("t", 0)} and clocks[("when",)] == set()
+    clocks = {c.name: set(c.partitions) for c in e.snapshot().clocks}
+    assert clocks["default"] == {"t/0"} and clocks["when"] == set()
 
 
 def test_restored_partitions_go_idle_after_the_idle_timeout() -> None:
@@ -92,16 +87,8 @@ def test_restored_partitions_go_idle_after_the_idle_timeout() -> None:
     assert e2.watermark() == 20_000 - 1  # ("t", 0) never came back: idle, not blocking
 
 
-def test_touch_is_harmless_for_live_partitions() -> None:
-    now = Clock()
-    e = new_engine(now)
-    e.process(evs(5000), stream="s", partition=("t", 0))
-    touch_clock_partitions(e)
-    assert e.watermark() == 5000 - 1
-
-
 def test_signature_changes_with_the_loaded_patterns() -> None:
     e = new_engine(Clock())
-    sig = engine_signature(e)
+    sig = e.signature()
     e.remove("q")
-    assert engine_signature(e) != sig
+    assert e.signature() != sig

@@ -43,7 +43,7 @@ def test_ndjson_with_bad_lines_never_fails(client: TestClient, tmp_path: Path) -
     dead = (tmp_path / "out" / "dead-letters.jsonl").read_bytes().splitlines()
     assert [orjson.loads(x)["reason"] for x in dead] == [
         "malformed", "malformed", "missing_time", "bad_time", "late"]
-    assert orjson.loads(dead[0])["event"] == "not json"
+    assert orjson.loads(dead[0])["raw"] == "not json"  # the original text
 
 
 def test_odd_bodies(client: TestClient) -> None:

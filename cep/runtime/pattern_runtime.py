@@ -1,0 +1,326 @@
+"""One compiled pattern's live state inside the engine: keys, buffered events, timers.
+
+Private to `cep.runtime`: the engine owns its `PatternRuntime`s and nothing outside
+the runtime reaches them (tests/test_layering.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cep.program import CompiledPattern
+from cep.runtime.matcher import INF, Ev, KeyState, Matcher, Output
+from cep.values import path_get
+
+if TYPE_CHECKING:
+    from cep.runtime.engine import Engine
+
+
+def sortable(v: Any) -> tuple[int, Any]:
+    if v.__class__ in (int, float):
+        return (0, v)
+    if v.__class__ is str:
+        return (1, v)
+    if v is None:
+        return (3, 0)
+    return (2, repr(v))
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch after a pattern's prefilter: (index, key state or key) candidates."""
+
+    ds: list[Any]
+    tss: list[int]
+    pos: list[Any]
+    cands: list[tuple[int, Any]]
+    horizon: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """One score call site's feature columns (in the call's feature order) for n rows."""
+
+    call: Any  # cep.program ScoreCall
+    columns: Sequence[list[Any]]
+    n: int
+
+
+def timer_tie(key: Any) -> str:
+    return key if key.__class__ is str else repr(key)
+
+
+class PatternRuntime:
+    """One compiled pattern's live state: keys, buffered events, timers."""
+
+    def __init__(self, plan: CompiledPattern, engine: Engine, clock_key: tuple[str, ...]) -> None:
+        self.plan = plan
+        self.engine = engine
+        self.clock_key = clock_key
+        self.matcher = Matcher(plan, engine._on_error)
+        self.states: dict[Any, KeyState] = {}
+        self.heap: list[tuple[Any, ...]] = []
+        self.timers: list[tuple[float, str, Any]] = []  # (deadline, tie-break, key)
+        self.stats: Counter[str] = Counter()
+        # a replaced version drains: its partial matches finish, it starts no new ones
+        # (events that arrived before the replacement may still start one: the new
+        # version never saw them)
+        self.draining = False
+        self.drain_from = INF  # arrival number of the first event after the replacement
+        self.dirty: set[Any] = set()  # keys changed since the last checkpoint
+        # this batch's relevant events, already in (time, arrival) order: merged with the
+        # heap in drain(), so most events never enter the heap at all
+        self.fresh: list[tuple[Any, ...]] = []
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def version(self) -> int:
+        return self.plan.version
+
+    # -- ingest
+
+    def _create(self, key: Any) -> KeyState | None:
+        if self.draining:
+            return None
+        ks = KeyState(key)
+        self.states[key] = ks
+        return ks
+
+    def applies(self, stream: str | None) -> bool:
+        s = self.plan.streams
+        return s is None or stream is None or stream in s
+
+    def ingest(
+        self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
+    ) -> None:
+        """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
+        `horizon` is the watermark after this batch (see the prefilter in plan.py).
+        Events the pattern cannot key but would start on are added to `unkeyed`.
+        (`Engine` runs the three steps itself, to share score calls between patterns.)"""
+        staged = self.stage(ds, tss, pos, horizon, unkeyed)
+        self.admit(staged, self.engine._score_many(self.score_requests(staged)))
+
+    def stage(
+        self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
+    ) -> Staged:
+        """Step 1 of ingesting a batch: order it (`order by`) and run the prefilter."""
+        plan = self.plan
+        if plan.order_by:  # ties in time are taken in order-by order, before relevance
+            obs = [tuple(sortable(path_get(d, p)) for p in plan.order_by) for d in ds]
+            order = sorted(range(len(ds)), key=lambda j: (tss[j], obs[j]))
+            ds, tss, pos = [ds[j] for j in order], [tss[j] for j in order], [pos[j] for j in order]
+        cands: list[tuple[int, Any]] = []
+        get, create = (None, None) if plan.let_names else (self.states.get, self._create)
+        unk: list[Any] = []
+        try:
+            plan.prefilter(ds, tss, horizon, get, create, cands, unk)
+        except Exception as exc:  # generated code is total; this guards against bugs
+            unk = []
+            cands = self._prefilter_each(ds, tss, horizon, get, create, exc, unk)
+        if unk:
+            unkeyed.extend(unk)
+        return Staged(ds, tss, pos, cands, horizon)
+
+    def score_requests(self, staged: Staged) -> list[ScoreRequest]:
+        """Step 2: the `let` score calls the staged events need (feature columns)."""
+        plan = self.plan
+        calls = plan.let_score_calls
+        keyed = staged.cands
+        if not calls or not keyed:
+            return []
+        ds, tss = staged.ds, staged.tss
+        cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
+                             [k for _, k in keyed])
+        return [ScoreRequest(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+
+    def admit(self, staged: Staged, scores: list[list[Any]]) -> None:
+        """Step 3: with the scores of step 2 (one list per request), buffer the
+        relevant events."""
+        plan = self.plan
+        ds, tss, pos, cands = staged.ds, staged.tss, staged.pos, staged.cands
+        if not plan.let_names:
+            selected = [(i, ks, None) for i, ks in cands if ks is not None]
+        else:
+            selected = self._with_lets(ds, tss, cands, staged.horizon, scores)
+        if not selected:
+            return
+        arrival = self.engine._arrival
+        order_by = plan.order_by
+        fresh = self.fresh
+        for i, ks, lets in selected:
+            ts = tss[i]
+            d = ds[i]
+            ob = tuple(sortable(path_get(d, p)) for p in order_by) if order_by else ()
+            ks.nbuf += 1
+            fresh.append((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
+        if order_by:
+            fresh.sort(key=lambda x: (x[0], x[1], x[2]))
+        if self.engine._track_changes:
+            self.dirty.update(x[3].key for x in fresh)
+        self.stats["buffered"] += len(selected)
+
+    def _prefilter_each(
+        self, ds: list[Any], tss: list[int], horizon: float, get: Any, create: Any,
+        first: BaseException, unk: list[Any],
+    ) -> list[tuple[int, Any]]:
+        """Slow path after the prefilter raised: event by event, skipping (and counting)
+        the events it raises on, so one bad event cannot stop the batch."""
+        plan = self.plan
+        self.engine._on_error(plan.module.error(first, plan.name))
+        cands: list[tuple[int, Any]] = []
+        for i in range(len(ds)):
+            one: list[tuple[int, Any]] = []
+            one_unk: list[Any] = []
+            try:
+                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one, one_unk)
+            except Exception as exc:
+                self.engine._on_error(plan.module.error(exc, plan.name))
+                continue
+            cands.extend((i, x) for _, x in one)
+            unk.extend(one_unk)
+        queued = {id(c[1]) for c in cands} | {id(e[3]) for e in self.heap}
+        for k in [k for k, ks in self.states.items() if ks.idle() and id(ks) not in queued]:
+            del self.states[k]  # created by the aborted pass for an event now skipped
+        return cands
+
+    def _with_lets(
+        self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
+        results: list[list[Any]],
+    ) -> list[tuple[int, KeyState, Any]]:
+        plan = self.plan
+        if results:
+            scores: list[Any] = list(zip(*results, strict=True))
+        else:
+            scores = [()] * len(keyed)
+        out = []
+        get = self.states.get
+        for j, (i, k) in enumerate(keyed):
+            d, ts = ds[i], tss[i]
+            lets = plan.lets_of(d, ts, k, scores[j])
+            ks = get(k)
+            if ks is None:
+                test = plan.start_rel if ts <= horizon else plan.any_rel
+                if not test(d, ts, k, lets):
+                    continue
+                ks = self._create(k)
+                if ks is None:
+                    continue
+            elif not plan.any_rel(d, ts, k, lets):
+                continue
+            out.append((i, ks, lets))
+        return out
+
+    # -- time
+
+    def drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        """Feed buffered events and fire timers up to the watermark, merged in time
+        order (a timer before an event of the same time), like Flink's timer service."""
+        heap = self.heap
+        timers = self.timers
+        fresh = self.fresh
+        self.fresh = []
+        nf = len(fresh)
+        fi = 0
+        m = self.matcher
+        seq = self.engine._seq
+        pop = heapq.heappop
+        settle = self._settle
+        outs: list[Output] = []
+        while True:
+            tf = fresh[fi][0] if fi < nf and fresh[fi][0] <= watermark else INF
+            te = heap[0][0] if heap and heap[0][0] <= watermark else INF
+            tt = timers[0][0] if timers and timers[0][0] <= watermark else INF
+            if tt <= te and tt <= tf:
+                if tt == INF:
+                    break
+                d, _, key = pop(timers)
+                ks = self.states.get(key)
+                if ks is None or ks.scheduled != d:
+                    continue  # superseded by a later schedule, or the key is gone
+                ks.scheduled = INF
+                m.advance(ks, d, outs)
+            else:
+                # older buffered events first on equal (time, order-by): they arrived first
+                if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
+                    ts, _, arrival, ks, ev = pop(heap)
+                else:
+                    ts, _, arrival, ks, ev = fresh[fi]
+                    fi += 1
+                ks.nbuf -= 1
+                ev.seq = next(seq)
+                if ks.deadline <= ts:
+                    m.advance(ks, ts, outs)
+                m.process(ks, ev, outs, arrival < self.drain_from)
+            if outs:
+                out.extend((self, ks.key, o) for o in outs)
+                outs = []
+            settle(ks)
+        for item in fresh[fi:]:  # not due yet: wait in the heap
+            heapq.heappush(heap, item)
+
+    def _settle(self, ks: KeyState) -> None:
+        """After a key changed: enforce limits, release it if empty, else reschedule."""
+        if self.engine._track_changes:
+            self.dirty.add(ks.key)
+        runs = ks.runs
+        limit = self.engine.config.max_runs_per_key
+        if len(runs) > limit:
+            runs.sort(key=lambda r: (r.start_ts, r.start_seq))
+            evicted = len(runs) - limit
+            del runs[:evicted]
+            self.stats["runs_evicted"] += evicted
+        if ks.idle():
+            self.states.pop(ks.key, None)
+            return
+        d = ks.deadline  # kept current by the matcher
+        if d < ks.scheduled:
+            ks.scheduled = d
+            heapq.heappush(self.timers, (d, timer_tie(ks.key), ks.key))
+
+    # -- introspection
+
+    def live_runs(self) -> int:
+        return sum(len(ks.runs) for ks in self.states.values())
+
+    def pending_timers(self) -> int:
+        return sum(1 for ks in self.states.values() if ks.deadline < INF)
+
+    def idle(self) -> bool:
+        """No per-key state, no buffered events: a draining version can be retired."""
+        return not self.states and not self.heap and not self.fresh
+
+    def clear(self) -> None:
+        """Forget every key, buffered event and timer (the plan stays loaded)."""
+        self.states.clear()
+        self.heap.clear()
+        self.timers.clear()
+        self.dirty.clear()
+        self.fresh.clear()
+
+    # -- state export / import (one entry per key; see Engine.checkpoint)
+
+    def buffered_by_key(self) -> dict[Any, list[tuple[int, Ev]]]:
+        """Events waiting for the watermark, per key, with their arrival numbers."""
+        out: dict[Any, list[tuple[int, Ev]]] = {}
+        for entry in self.heap:
+            out.setdefault(entry[3].key, []).append((entry[2], entry[4]))
+        return out
+
+    def load_key(self, key: Any, ks: KeyState, buffered: list[tuple[int, Ev]]) -> None:
+        """Install one key's decoded state (its runs, held matches and buffered events)."""
+        self.states[key] = ks
+        order_by = self.plan.order_by
+        for arrival, ev in buffered:
+            ob = tuple(sortable(path_get(ev.data, p)) for p in order_by)
+            heapq.heappush(self.heap, (ev.ts, ob, arrival, ks, ev))
+        if ks.deadline < INF:
+            ks.scheduled = ks.deadline
+            heapq.heappush(self.timers, (ks.deadline, timer_tie(key), key))
+
