@@ -261,7 +261,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -> N
     if "memory" in runs:
         m = runs["memory"][0]["memory"]
         print(f"\nengine state at its largest sample: {m['live_runs']:,} live partial matches, "
-              f"{m['state_bytes'] / 1e6:.1f} MB reachable from the per-key state "
+              f"{m['state_bytes'] / 1e6:.1f} MB of engine state "
               f"(sys.getsizeof, each object once) = {m['bytes_per_run']:,.0f} bytes per live "
               f"partial match")
 
