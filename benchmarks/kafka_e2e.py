@@ -80,7 +80,7 @@ def admin(bootstrap: str) -> Any:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    from service.kafka_io import ensure_topics
+    from service.kafka.io import ensure_topics
 
     ensure_topics(admin(bootstrap), [name], partitions=partitions)
 
@@ -163,7 +163,7 @@ def phase_raw(args: argparse.Namespace) -> dict[str, Any]:
 def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
     import orjson
 
-    from service.kafka_engine import engine_from_settings
+    from service.kafka.engine_factory import engine_from_settings
 
     s = settings_for(args, Path("unused"), eos=False, topic=args.topic)
     engine = engine_from_settings(s)
@@ -180,8 +180,8 @@ def phase_engine(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_runner(args: argparse.Namespace, eos: bool) -> dict[str, Any]:
     from service.control import Control
-    from service.kafka_engine import engine_from_settings
-    from service.kafka_runner import KafkaRunner
+    from service.kafka.engine_factory import engine_from_settings
+    from service.kafka.runner import KafkaRunner
 
     with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
         s = settings_for(args, Path(tmp) / "state", eos=eos, topic=args.topic)
@@ -265,7 +265,7 @@ batch_size = {args.batch}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CEP_KAFKA_BOOTSTRAP", None)
     log = open(tmp / "runner.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "service.kafka_runner", "--config", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "service.kafka.runner", "--config", str(cfg),
                              "--log-level", "INFO"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     latencies: list[float] = []

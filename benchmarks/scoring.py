@@ -83,7 +83,7 @@ def run_phase(phase: str, path: Path) -> dict[str, Any]:
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     else:
         from cep.cli import load_models, scorer_for
-        from cep.compiler.plan import compile_pattern
+        from cep.compiler.pipeline import compile_pattern
         from cep.dsl import load_source
         from cep.runtime.engine import Engine
 

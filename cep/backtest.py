@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cep.compiler.plan import CompiledPattern
+from cep.compiler.pipeline import CompiledPattern
 from cep.io.jsonl import AlertFileSink, DeadLetterFileSink, read_jsonl
 from cep.runtime.driver import Driver, ListSink, Sink
 from cep.runtime.engine import Engine, EngineConfig, ScoreFn

@@ -52,10 +52,15 @@ def compile_paths(
 ) -> list[CompiledPattern]:
     """Compile `.cep` files and directories (every `*.cep` in them). Raises
     `cep.PatternError` with every diagnostic (file, line, column, snippet)."""
-    from cep.compiler.plan import compile_pattern
+    return _compile(paths, registry.feature_names() if registry is not None else None)
+
+
+def _compile(
+    paths: Iterable[PathLike], models: dict[str, tuple[str, ...]] | None
+) -> list[CompiledPattern]:
+    from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_paths
 
-    models = registry.feature_names() if registry is not None else None
     return [compile_pattern(p) for p in load_paths([str(p) for p in paths], models=models)]
 
 
@@ -67,9 +72,6 @@ def compile_scoring(
     that scores, neither scikit-learn nor skops is imported (cep/scoring/directory.py).
     A model a pattern needs that does not load raises `cep.errors.ModelError` naming
     the patterns; other models' problems are reported on stderr."""
-    from cep.compiler.plan import compile_pattern
-    from cep.dsl import load_paths
-
     features = None
     if models_dir is not None and Path(models_dir).is_dir():
         from cep.scoring.directory import read_manifests
@@ -78,7 +80,7 @@ def compile_scoring(
         for name, err in problems:
             print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
         features = {name: m.feature_names for name, m in sorted(manifests.items())}
-    plans = [compile_pattern(p) for p in load_paths([str(p) for p in paths], models=features)]
+    plans = _compile(paths, features)
     needed = sorted({m for plan in plans for m in plan.models})
     if not needed or models_dir is None:
         return plans, None
@@ -105,7 +107,7 @@ def compile_source(
 ) -> list[CompiledPattern]:
     """Compile pattern text (one or more patterns); `name` is the file name its
     diagnostics show."""
-    from cep.compiler.plan import compile_pattern
+    from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_source
 
     features = models.feature_names() if models is not None else None

@@ -1,8 +1,8 @@
 """The compiled-program contract between the compiler and the runtime.
 
-`cep.compiler.plan.compile_pattern` produces a `CompiledPattern`; `cep.runtime` runs it.
+`cep.compiler.pipeline.compile_pattern` produces a `CompiledPattern`; `cep.runtime` runs it.
 This module is all they share: the plan's shape, the types of the generated functions
-(the signatures `cep/compiler/plan.py` generates them with), the NFA state kinds, and
+(the signatures `cep/compiler/pipeline.py` generates them with), the NFA state kinds, and
 the generated module (for mapping an error back to its pattern line). It is a leaf: it
 imports neither the compiler nor the language front end (`cep.dsl`, lark), so the
 runtime can load without them (tests/test_layering.py).

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from cep.compiler.plan import CompiledPattern, compile_pattern
+from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import check, parse
 from cep.dsl.ast import Pattern, Span
 from cep.dsl.diagnostics import diagnostic

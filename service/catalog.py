@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cep.compiler.plan import CompiledPattern, compile_pattern
+from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import load_paths
 from cep.dsl.ast import Pattern
 from service.build import Models, load_one

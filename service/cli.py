@@ -20,7 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from service.consumer import tail
+    from service.alerts_tail import tail
 
     result: int = tail(args)
     return result

@@ -54,7 +54,7 @@ class KafkaConfig(BaseModel):
     poll_timeout_ms: int = 100
     consumer: dict[str, str] = Field(default_factory=dict)  # extra librdkafka settings
     producer: dict[str, str] = Field(default_factory=dict)
-    # -- Kafka runner (service/kafka_runner.py; docs/operations.md "Kafka mode")
+    # -- Kafka runner (service/kafka/runner.py; docs/operations.md "Kafka mode")
     checkpoint_records: int = 100_000  # also checkpoint after this many input records
     tick_interval_ms: int = 200  # engine.tick() (idle watermarks, timers) at most this often
     auto_offset_reset: str = "earliest"  # partitions with no stored or committed offset

@@ -24,9 +24,9 @@ from typing import Any
 import uvicorn
 
 from cep.errors import CepError, PatternError
-from service.app import create_app
+from service.api.app import create_app
 from service.config import Settings, load_settings
-from service.state import ServiceState
+from service.service_state import ServiceState
 
 log = logging.getLogger("cep.service")
 

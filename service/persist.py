@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from cep.errors import ConfigError
-from cep.io.files import write_atomic
+from cep.io.atomic import write_atomic
 
 _HEADER = re.compile(r"# cep-pattern: version=(\d+) (origin=(api|file)|deleted|retired)\r?\n")
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from cep.backtest import run_backtest
-from cep.cli import compile_paths
+from cep.embedding import compile_paths
 
 T0 = 1_700_000_000_000
 PATTERN = """pattern card_testing {

@@ -12,8 +12,8 @@ order given; then the checkpointer (if any) learns that the batch's output reach
 every sink, so its input position may be committed. A sink that raises stops the
 step before the checkpointer hears of the batch: its input is not committed.
 
-The backtest (`cep.backtest`), the embedded service (`service/embedded.py`), the
-Kafka runner (`service/kafka_runner.py`) and the dry run of `POST /patterns/test`
+The backtest (`cep.backtest`), the embedded service (`service/embedded/loop.py`), the
+Kafka runner (`service/kafka/runner.py`) and the dry run of `POST /patterns/test`
 use this loop; they differ only in their sources, sinks and checkpointers.
 """
 

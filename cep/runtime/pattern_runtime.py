@@ -101,9 +101,10 @@ class PatternRuntime:
         self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
     ) -> None:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
-        `horizon` is the watermark after this batch (see the prefilter in plan.py).
-        Events the pattern cannot key but would start on are added to `unkeyed`.
-        (`Engine` runs the three steps itself, to share score calls between patterns.)"""
+        `horizon` is the watermark after this batch (see the prefilter in
+        cep/compiler/pipeline.py). Events the pattern cannot key but would start on are
+        added to `unkeyed`. (`Engine` runs the three steps itself, to share score calls
+        between patterns.)"""
         staged = self.stage(ds, tss, pos, horizon, unkeyed)
         self.admit(staged, self.engine._score_many(self.score_requests(staged)))
 

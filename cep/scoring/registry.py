@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cep.errors import ModelError
-from cep.io.files import write_atomic
+from cep.io.atomic import write_atomic
 from cep.scoring.directory import MANIFEST, model_dirs, read_manifest
 from cep.scoring.loader import load_model, load_model_bytes
 from cep.scoring.manifest import Manifest

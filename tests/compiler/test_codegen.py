@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cep.compiler import env
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl.parser import parse
 from cep.runtime.engine import Engine
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, settings
 
-from cep.compiler.plan import CompiledPattern, compile_pattern
+from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import ast, load_source
 from cep.errors import PatternError
 from cep.runtime.engine import Alert, Engine, EngineConfig

@@ -37,7 +37,7 @@ from fuzz_run import (
 from hypothesis import assume, event, given, note
 from hypothesis import strategies as st
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.state.store import MemoryStore
 
 

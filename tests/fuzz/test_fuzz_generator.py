@@ -16,7 +16,7 @@ from fuzz_gen import pattern_specs
 from fuzz_run import fuzz, load
 from hypothesis import given
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 
 MIN_ACCEPTANCE = 0.5
 
@@ -51,7 +51,7 @@ def test_most_generated_patterns_are_valid(record_property) -> None:  # type: ig
 SOURCE_DIGESTS = r"""
 import hashlib, json, logging, sys
 logging.disable(logging.WARNING)
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 out = []
 for text in json.load(sys.stdin):

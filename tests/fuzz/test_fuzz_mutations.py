@@ -10,7 +10,7 @@ from fuzz_run import fuzz, run
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import check, load_source, parse
 from cep.errors import PatternError
 

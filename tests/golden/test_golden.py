@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_file
 from cep.runtime.engine import Engine
 

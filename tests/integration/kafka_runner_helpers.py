@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from cep.runtime.engine import Alert, Engine
 from service.config import Settings, load_settings
 from service.control import Control
-from service.kafka_engine import engine_from_settings
-from service.kafka_runner import KafkaRunner
+from service.kafka.engine_factory import engine_from_settings
+from service.kafka.runner import KafkaRunner
 
 REPO = Path(__file__).resolve().parents[2]
 MINUTE = 60_000
@@ -272,7 +272,7 @@ class RunnerThread:
 
 
 class RunnerProcess:
-    """`python -m service.kafka_runner --config CFG` in a subprocess."""
+    """`python -m service.kafka.runner --config CFG` in a subprocess."""
 
     def __init__(self, cfg: Path, log: Path) -> None:
         self.cfg = cfg
@@ -285,7 +285,7 @@ class RunnerProcess:
         with open(self.log, "ab") as f:
             f.write(b"\n---- start ----\n")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "service.kafka_runner", "--config", str(self.cfg)],
+                [sys.executable, "-m", "service.kafka.runner", "--config", str(self.cfg)],
                 cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
             )
 

@@ -27,7 +27,7 @@ from kafka_runner_helpers import (
     write_config,
 )
 
-from service.kafka_engine import engine_from_settings
+from service.kafka.engine_factory import engine_from_settings
 
 pytestmark = pytest.mark.kafka
 

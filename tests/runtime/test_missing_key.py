@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.runtime.keys import key_check

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import TOKEN, make_settings
 
-from service.app import create_app
+from service.api.app import create_app
 
 
 @pytest.fixture

@@ -8,19 +8,19 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.store import MemoryStore
-from service.checkpoint import (
+from service.kafka.checkpoint import (
     AtLeastOnceCheckpoint,
     ExactlyOnceCheckpoint,
     ProducerFencedError,
     RewindError,
     Transactions,
 )
-from service.kafka_io import Deliveries
-from service.kafka_state import (
+from service.kafka.io import Deliveries
+from service.kafka.store import (
     CHANGELOG_POS_KEY,
     changelog_position,
     load_engine,

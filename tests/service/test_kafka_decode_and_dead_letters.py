@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Alert, DeadLetter, Engine, EngineConfig
-from service.dead_letters import dead_letter_record, parse_headers
-from service.kafka_io import alert_key, alert_value, decode
+from service.kafka.dead_letters import dead_letter_record, parse_headers
+from service.kafka.io import alert_key, alert_value, decode
 
 
 def msg(topic: str, partition: int, offset: int, value: Any, key: bytes | None = None) -> Message:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cep.compiler.plan import compile_pattern
+from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.state.store import MemoryStore
-from service.kafka_state import load_engine, register_partitions
+from service.kafka.store import load_engine, register_partitions
 
 SRC = """
 pattern p { from s key k within 1m match a where v == 1 then b where v == 2 }

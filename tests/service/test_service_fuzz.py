@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from service_helpers import CARD_TESTING, T0, make_settings
 
-from service.app import create_app
+from service.api.app import create_app
 
 # The schema is read at collection (/openapi.json needs no running engine). schemathesis
 # runs the app's lifespan around each operation's test, so each starts a fresh service

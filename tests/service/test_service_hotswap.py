@@ -19,7 +19,7 @@ import httpx
 from fastapi.testclient import TestClient
 from service_helpers import PAIR, T0, live_server, make_settings
 
-from service.app import create_app
+from service.api.app import create_app
 
 SEVERITY = {1: "low", 2: "high", 3: "medium", 4: "critical", 5: "low"}
 M = 15  # incidents started per batch

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cep.runtime.engine import Alert
-from service.hub import AlertFilter, AlertHub, key_text
+from service.api.hub import AlertFilter, AlertHub, key_text
 
 
 def alert(pattern: str = "p", key: Any = "k", severity: str = "low", **rec: Any) -> Alert:

@@ -21,7 +21,7 @@ from service_helpers import (
 )
 
 from cep.errors import ConfigError
-from service.state import ServiceState
+from service.service_state import ServiceState
 
 Restart = Callable[..., TestClient]
 

@@ -22,7 +22,7 @@ from service_helpers import BROKEN, CARD_TESTING, T0, card_events, make_settings
 
 from cep.runtime.engine import Alert, Engine
 from service import metrics as service_metrics
-from service.app import create_app
+from service.api.app import create_app
 from service.config import KafkaConfig, Settings
 from service.control import Control
 from service.main import serve
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_runner(gate: threading.Event) -> Any:
-    """A stand-in for service.kafka_runner.run_kafka: becomes ready when `gate` is set,
+    """A stand-in for service.kafka.runner.run_kafka: becomes ready when `gate` is set,
     then runs control functions and turns every pending swap into a batch boundary."""
 
     def run_kafka(settings: Settings, engine: Engine, control: Control,
@@ -50,10 +50,10 @@ def fake_runner(gate: threading.Event) -> Any:
 
 def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.kafka_runner
+    import service.kafka.runner
 
     gate = threading.Event()
-    monkeypatch.setattr(service.kafka_runner, "run_kafka", fake_runner(gate))
+    monkeypatch.setattr(service.kafka.runner, "run_kafka", fake_runner(gate))
     settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
     assert not settings.embedded
     with TestClient(create_app(settings)) as c:
@@ -86,12 +86,12 @@ def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
 
 def test_a_dead_kafka_runner_is_not_ready(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.kafka_runner
+    import service.kafka.runner
 
     def broken(*args: Any) -> None:
         raise RuntimeError("no broker")
 
-    monkeypatch.setattr(service.kafka_runner, "run_kafka", broken)
+    monkeypatch.setattr(service.kafka.runner, "run_kafka", broken)
     settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
     with TestClient(create_app(settings)) as c:
         deadline = time.monotonic() + 10

@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from service_helpers import CARD_TESTING, T0, card_events, live_server, make_settings
 
-from service.app import create_app
+from service.alerts_tail import tail_sse
+from service.api.app import create_app
+from service.api.sse import SseEvent, parse_sse
 from service.config import ApiConfig
-from service.consumer import tail_sse
-from service.sse import SseEvent, parse_sse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import alert_forwarder

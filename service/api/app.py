@@ -17,12 +17,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service import api_alerts, api_events, api_models, api_ops, api_patterns
-from service.api_models import ModelConflictError, conflict_problem
+from service.api import alerts, events, models, ops, patterns
+from service.api.limits import BodyLimitMiddleware
+from service.api.models import ModelConflictError, conflict_problem
+from service.api.schemas import DiagnosticModel
 from service.config import Settings
-from service.limits import BodyLimitMiddleware
-from service.schemas import DiagnosticModel
-from service.state import EngineUnavailableError, ServiceState
+from service.service_state import EngineUnavailableError, ServiceState
 
 log = logging.getLogger("cep.service")
 
@@ -65,7 +65,7 @@ def create_app(
                   lifespan=lifespan)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (api_patterns, api_models, api_events, api_alerts, api_ops):
+    for module in (patterns, models, events, alerts, ops):
         app.include_router(module.router)
     _error_handlers(app)
     return app

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api_patterns import engine_snapshot, service
-from service.schemas import Health, Ready
+from service.api.patterns import engine_snapshot, service
+from service.api.schemas import Health, Ready
 
 router = APIRouter(tags=["operations"])
 

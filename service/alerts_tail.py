@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
-from service.sse import parse_sse
+from service.api.sse import parse_sse
 
 MAX_BACKOFF_S = 10.0
 
@@ -108,7 +108,7 @@ def tail_sse(
 
 
 def _matches(rec: Any, filters: dict[str, str]) -> bool:
-    from service.hub import key_text
+    from service.api.hub import key_text
 
     if not isinstance(rec, dict):
         return False

@@ -27,8 +27,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from cep.state.store import StateStore
-from service.checkpoint import KafkaRunnerError
-from service.kafka_state import (
+from service.kafka.checkpoint import KafkaRunnerError
+from service.kafka.store import (
     CHANGELOG_POS_KEY,
     changelog_position,
     clear_store,

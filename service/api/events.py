@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from service.api_patterns import service
-from service.hub import dumps
-from service.ingest import decode_body
-from service.responses import E401, E413, E503, problem
-from service.schemas import EventsResponse
-from service.security import Authorized
-from service.state import EngineUnavailableError
+from service.api.hub import dumps
+from service.api.patterns import service
+from service.api.responses import E401, E413, E503, problem
+from service.api.schemas import EventsResponse
+from service.api.security import Authorized
+from service.embedded.ingest import decode_body
+from service.service_state import EngineUnavailableError
 
 router = APIRouter(tags=["events"])
 

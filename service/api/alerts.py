@@ -18,9 +18,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.api_patterns import service
-from service.hub import AlertFilter, HubItem, dumps
-from service.schemas import AlertList, Problem
+from service.api.hub import AlertFilter, HubItem, dumps
+from service.api.patterns import service
+from service.api.schemas import AlertList, Problem
 
 router = APIRouter(tags=["alerts"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.schemas import Problem
+from service.api.schemas import Problem
 
 Responses = dict[int | str, dict[str, Any]]
 

@@ -1,9 +1,9 @@
 """Produce JSON Lines events to Kafka (a dev/demo tool).
 
-    python -m service.produce --topic transactions events.jsonl
-    python -m service.produce --topic-field stream --key-field card_id events.jsonl.gz
-    cep generate --events 100000 --out - | python -m service.produce --topic transactions -
-    python -m service.produce --topic-field stream --create-topics 3 events.jsonl
+    python -m service.kafka.produce --topic transactions events.jsonl
+    python -m service.kafka.produce --topic-field stream --key-field card_id events.jsonl.gz
+    cep generate --events 100000 --out - | python -m service.kafka.produce --topic transactions -
+    python -m service.kafka.produce --topic-field stream --create-topics 3 events.jsonl
 
 Each line is sent as it is (the original bytes: a malformed line shows up as a dead
 letter). `--key-field` sets the record key from a field, so that all events of a key
@@ -59,7 +59,7 @@ def bootstrap_from(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m service.produce", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m service.kafka.produce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+", help="JSONL files (.gz ok, - = stdin)")
     where = ap.add_mutually_exclusive_group(required=True)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.create_topics and topic not in created:
             from confluent_kafka.admin import AdminClient
 
-            from service.kafka_io import ensure_topics
+            from service.kafka.io import ensure_topics
 
             for t in ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), [topic],
                                    partitions=args.create_topics):

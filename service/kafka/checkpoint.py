@@ -56,8 +56,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from cep.errors import CepError
 from cep.runtime.engine import Engine
 from cep.state.store import StateStore
-from service.kafka_io import Deliveries, produce
-from service.kafka_state import (
+from service.kafka.io import Deliveries, produce
+from service.kafka.store import (
     CHANGELOG_POS_KEY,
     LOCAL_PREFIX,
     TP,

@@ -22,18 +22,18 @@ from cep.errors import Diagnostic, ModelError, PatternError
 from cep.runtime.engine import Engine
 from cep.scoring.manifest import Manifest
 from cep.scoring.model import Model
-from service.api_patterns import service
-from service.build import NAME_PATTERN, load_patterns
-from service.responses import E401, E413, E503, problem
-from service.schemas import (
+from service.api.patterns import service
+from service.api.responses import E401, E413, E503, problem
+from service.api.schemas import (
     DiagnosticModel,
     FeatureModel,
     ModelDeleted,
     ModelInfo,
     ModelList,
 )
-from service.security import Authorized
-from service.state import EngineUnavailableError, ServiceState
+from service.api.security import Authorized
+from service.build import NAME_PATTERN, load_patterns
+from service.service_state import EngineUnavailableError, ServiceState
 
 router = APIRouter(tags=["models"])
 

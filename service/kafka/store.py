@@ -10,7 +10,7 @@ One RocksDB per process (`state_dir`), raw bytes, never pickle:
 | `l\\0changelog`                     | next changelog offset (ASCII)      | no (local)   |
 
 The first three kinds are written together, in one WriteBatch, by every checkpoint
-(`service/checkpoint.py`), so state, input offsets and watermarks always agree. The
+(`service/kafka/checkpoint.py`), so state, input offsets and watermarks always agree. The
 stored offsets are the source of truth for where to resume; offsets committed to the
 consumer group follow them (at-least-once: afterwards; exactly-once: in the same
 transaction as the changelog records of the same checkpoint).

@@ -21,25 +21,16 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from cep.compiler.plan import CompiledPattern
+from cep.compiler.pipeline import CompiledPattern
 from cep.errors import PatternError
-from cep.io.files import write_atomic
+from cep.io.atomic import write_atomic
 from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch
 from cep.runtime.snapshot import EngineSnapshot
-from service.build import (
-    NAME_PATTERN,
-    check_source,
-    compile_all,
-    engine_config,
-    load_one,
-    load_patterns,
-)
-from service.catalog import PatternEntry, make_entry
-from service.hub import dumps
-from service.responses import E401, E413, E503, Responses, problem
-from service.schemas import (
+from service.api.hub import dumps
+from service.api.responses import E401, E413, E503, Responses, problem
+from service.api.schemas import (
     DiagnosticModel,
     PatternChange,
     PatternDeleted,
@@ -51,9 +42,18 @@ from service.schemas import (
     ValidateResponse,
     VersionInfo,
 )
+from service.api.security import Authorized
+from service.build import (
+    NAME_PATTERN,
+    check_source,
+    compile_all,
+    engine_config,
+    load_one,
+    load_patterns,
+)
+from service.catalog import PatternEntry, make_entry
 from service.scoring import snapshot_scorer
-from service.security import Authorized
-from service.state import EngineUnavailableError, ServiceState
+from service.service_state import EngineUnavailableError, ServiceState
 
 router = APIRouter(tags=["patterns"])
 

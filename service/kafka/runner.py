@@ -1,7 +1,7 @@
 """The Kafka runner: consume the configured topics, run the engine, produce alerts.
 
     run_kafka(settings, engine, control, on_alerts, stop, ready)   # `cep serve`, Kafka mode
-    python -m service.kafka_runner --config cep.toml               # the runner alone
+    python -m service.kafka.runner --config cep.toml               # the runner alone
 
 One loop in the calling thread owns the engine:
 
@@ -16,7 +16,7 @@ One loop in the calling thread owns the engine:
                inside the open transaction), then the next offset to commit
             -> driver.tick() every tick_interval_ms (idle watermarks, timers)
             -> checkpoint every checkpoint_interval_ms / checkpoint_records
-               (the order of its steps: service/checkpoint.py)
+               (the order of its steps: service/kafka/checkpoint.py)
     revoke: checkpoint before the partitions go; lost: back to the last checkpoint
     stop:   finish the batch, checkpoint, close the consumer (leaves the group), close
 
@@ -48,18 +48,18 @@ from cep.runtime.records import Alert, Batch, DeadLetter, Result
 from cep.state.rocks import RocksStore, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
-from service.checkpoint import (
+from service.config import Settings
+from service.control import Control
+from service.kafka.changelog import CHANGELOG_CONFIG, Recovery, recover_store
+from service.kafka.checkpoint import (
     AtLeastOnceCheckpoint,
     ExactlyOnceCheckpoint,
     KafkaRunnerError,
     RewindError,
     Transactions,
 )
-from service.config import Settings
-from service.control import Control
-from service.dead_letters import dead_letter_record
-from service.kafka_changelog import CHANGELOG_CONFIG, Recovery, recover_store
-from service.kafka_io import (
+from service.kafka.dead_letters import dead_letter_record
+from service.kafka.io import (
     TP,
     Deliveries,
     PartitionBatch,
@@ -74,7 +74,7 @@ from service.kafka_io import (
     produce,
     producer_config,
 )
-from service.kafka_state import load_engine, register_partitions, stored_offsets
+from service.kafka.store import load_engine, register_partitions, stored_offsets
 
 log = logging.getLogger("cep.kafka")
 
@@ -505,7 +505,7 @@ class KafkaRunner:
 
     def _emit_dead(self, dead: list[DeadLetter], b: PartitionBatch, stream: str) -> None:
         """Each dead letter with its record's original key and bytes (see
-        service/dead_letters.py)."""
+        service/kafka/dead_letters.py)."""
         offsets = [_offset(d) for d in dead]
         raw = b.raw(offsets)
         topic = self.k.dead_letter_topic
@@ -642,9 +642,9 @@ def _wm(w: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from service.config import load_settings
-    from service.kafka_engine import engine_from_settings
+    from service.kafka.engine_factory import engine_from_settings
 
-    ap = argparse.ArgumentParser(prog="python -m service.kafka_runner",
+    ap = argparse.ArgumentParser(prog="python -m service.kafka.runner",
                                  description="Run the cep Kafka runner without the REST API.")
     ap.add_argument("--config", help="cep.toml (CEP_... environment variables override it)")
     ap.add_argument("--log-level", default="INFO")

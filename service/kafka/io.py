@@ -1,7 +1,7 @@
 """Kafka clients for the runner: their configuration, the topics, decode and encode.
 
 Everything here is small and synchronous; the order of operations lives in
-`service/checkpoint.py` and the loop in `service/kafka_runner.py`.
+`service/kafka/checkpoint.py` and the loop in `service/kafka/runner.py`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from typing import IO, Any
 from cep.runtime.driver import Driver
 from cep.runtime.engine import Engine
 from cep.runtime.records import Alert, Batch, DeadLetter, Result
+from service.api.hub import dumps
 from service.control import Control
-from service.hub import dumps
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("cep.service")

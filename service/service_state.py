@@ -3,7 +3,7 @@
 `ServiceState.start` loads models (models directory, then the ones uploaded through the
 API, minus the ones deleted through it), loads patterns (`Catalog.load_startup`),
 builds the engine, the alert hub and the loop that owns the engine: the embedded loop,
-or the Kafka runner (`service.kafka_runner.run_kafka`) in its own thread.
+or the Kafka runner (`service.kafka.runner.run_kafka`) in its own thread.
 
 Handlers never touch the engine: `call(fn)` runs `fn(engine)` on the loop at the next
 batch boundary and waits for its result.
@@ -23,12 +23,12 @@ from typing import TypeVar
 from cep.errors import CepError
 from cep.runtime.engine import Alert, Engine
 from cep.scoring.registry import ModelRegistry
+from service.api.hub import AlertHub
 from service.build import engine_config
 from service.catalog import Catalog
 from service.config import Settings
 from service.control import Control
-from service.embedded import DeadLetterFile, EmbeddedLoop
-from service.hub import AlertHub
+from service.embedded.loop import DeadLetterFile, EmbeddedLoop
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
@@ -133,7 +133,7 @@ class ServiceState:
             self.model_problems[name] = str(err)
 
     def _start_kafka(self, engine: Engine) -> None:
-        runner = importlib.import_module("service.kafka_runner")
+        runner = importlib.import_module("service.kafka.runner")
         run_kafka: Callable[..., None] = runner.run_kafka
 
         def target() -> None:

@@ -1,0 +1,1 @@
+"""The REST API: the FastAPI app, its routers, schemas, security and the alert hub."""
