@@ -29,6 +29,7 @@ from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import load_paths
 from cep.dsl.ast import Pattern
 from service.build import Models, load_one
+from service.pattern_history import PatternHistory
 from service.persist import PatternStore
 
 log = logging.getLogger("cep.service")
@@ -67,6 +68,7 @@ def make_entry(
 class Catalog:
     def __init__(self, store: PatternStore) -> None:
         self.store = store
+        self.history = PatternHistory(store.root.parent / "pattern-history")
         self.lock = threading.RLock()
         self._entries: dict[str, PatternEntry] = {}
         self._last_version: dict[str, int] = {}
@@ -82,6 +84,11 @@ class Catalog:
 
     def put(self, entry: PatternEntry) -> None:
         self._entries[entry.name] = entry
+        try:
+            self.history.record(entry.name, entry.version, entry.origin, entry.loaded_at,
+                                entry.source)
+        except OSError as err:  # the history is for the console; the change stands
+            log.warning("cannot record version %d of %s: %s", entry.version, entry.name, err)
         self._last_version[entry.name] = max(self._last_version.get(entry.name, 0), entry.version)
 
     def remove(self, name: str) -> PatternEntry | None:

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from cep.runtime.clock import wall_ms
 from cep.runtime.snapshot import EngineSnapshot
+from service.recent import RecentInput
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -63,6 +64,7 @@ class ServiceMetrics:
         self.loop_errors = Counter("cep_loop_errors", "Unexpected errors of the engine loop "
                                    "(a batch failed)", registry=r)
         self.decode_reasons: PyCounter[str] = PyCounter()  # dead letters before the engine
+        self.recent = RecentInput()  # recent events and dead letters, for the console
         self.engine = EngineCollector(self)
         r.register(self.engine)
 

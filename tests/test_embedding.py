@@ -26,8 +26,7 @@ def test_compile_run_and_read_results_through_cep() -> None:
     driver = cep.Driver(cep.Engine(plans), [sink])
     events = [{"ts": 1, "kind": "a", "user": "u"}, {"ts": 2, "kind": "b", "user": "u"},
               {"kind": "b", "user": "u"}]
-    driver.step(cep.Batch(events, [("mine", i) for i in range(3)]))
-    driver.finish()
+    driver.run([cep.Batch(events, [("mine", i) for i in range(3)])])  # steps, then finish
     assert [a.record["pattern"] for a in sink.alerts] == ["pair"]
     assert [d.to_json()["position"] for d in sink.dead_letters] == [["mine", 2]]
 

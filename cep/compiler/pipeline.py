@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,10 +236,14 @@ def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
     if has_lets:
         missing = ["unk.append(d)", "continue"]
     else:
-        ecm = b.compiler()
+        ecm = b.compiler(inline_fields=True)  # short-circuits: often one field read
         would_start = ecm.truth(start_expr)
-        missing = ["ts = tss[i]", "key = None", "lets = None", *ecm.prologue(),
-                   f"if {would_start}:", "    unk.append(d)", "continue"]
+        check = [*ecm.prologue(), f"if {would_start}:"]
+        # set only the names the test reads: this runs for every event without a key
+        used = [f"{name} = {value}" for name, value in
+                (("ts", "tss[i]"), ("key", "None"), ("lets", "None"))
+                if any(re.search(rf"\b{name}\b", ln) for ln in check)]
+        missing = [*used, *check, "    unk.append(d)", "continue"]
     pre = ["i = -1", "for d in ds:", "    i += 1"]
     pre += ["    " + ln for ln in _key_expr(b.pattern.key, missing)]
     if has_lets:

@@ -19,7 +19,7 @@ use this loop; they differ only in their sources, sinks and checkpointers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from cep.runtime.engine import Engine
@@ -89,7 +89,7 @@ class Driver:
         self._emit(result, None)
         return result
 
-    def run(self, source: Iterable[Batch], *, finish: bool = True) -> None:
+    def run(self, source: Source, *, finish: bool = True) -> None:
         """Every batch of a bounded source, then (by default) the end of input."""
         for batch in source:
             self.step(batch)

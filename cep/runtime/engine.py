@@ -423,15 +423,17 @@ class Engine:
         check = self._key_check(stream)
         if check is None:
             return  # an unkeyed pattern reads the stream: every event has a key
-        index = {id(d): i for i, d in enumerate(events)}
+        index: dict[int, list[int]] = {}  # the same object may be passed twice
+        for i, d in enumerate(events):
+            index.setdefault(id(d), []).append(i)
         for d in unkeyed:
-            i = index[id(d)]
-            if i in dead:
-                continue  # refused for its time (by another clock), or already counted
-            if check.unkeyable([d]):
-                dead[i] = DeadLetter(d, pos[i], "missing_key",
-                                     f"no usable key ({check.fields}) for the patterns of "
-                                     "the stream")
+            if not check.unkeyable([d]):
+                continue  # another pattern of the stream can key it
+            for i in index[id(d)]:
+                if i not in dead:  # else refused for its time (by another clock) or done
+                    dead[i] = DeadLetter(d, pos[i], "missing_key",
+                                         f"no usable key ({check.fields}) for the patterns "
+                                         "of the stream")
 
     def tick(self, now: int | None = None) -> Result:
         """Advance idle clocks with the wall clock (`now`, default the engine's clock)

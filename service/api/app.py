@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service.api import alerts, events, models, ops, patterns
+from service.api import alerts, backtest, console, events, models, ops, patterns
 from service.api.limits import BodyLimitMiddleware
 from service.api.models import ModelConflictError, conflict_problem
 from service.api.schemas import DiagnosticModel
@@ -65,7 +65,7 @@ def create_app(
                   lifespan=lifespan)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (patterns, models, events, alerts, ops):
+    for module in (patterns, models, events, alerts, ops, backtest, console):
         app.include_router(module.router)
     _error_handlers(app)
     return app

@@ -188,11 +188,13 @@ class EmbeddedLoop:
         res = self.driver.step(batch)
         dt = time.perf_counter() - t0
         self.batches += 1
+        dead = res.dead_letters
         if self.metrics is not None:
             self.metrics.observe_batch(batch.source, batch.received, dt)
+            self.metrics.recent.add_events(batch.source, batch.events)
+            self.metrics.recent.add_dead(batch.source, dead)
             if batch.dead_letters:
                 self.metrics.decode_error(batch.source, n=len(batch.dead_letters))
-        dead = res.dead_letters
         return Outcome(batch.received, batch.received - len(dead), len(res.alerts), dead)
 
     def _tick(self) -> None:

@@ -37,7 +37,7 @@ are already in the open transaction:
 
 A crash before 4 aborts the transaction (the next `init_transactions` with the same
 `transactional.id` fences and aborts it); a crash between 4 and 5 leaves RocksDB one
-checkpoint behind the changelog, which the restart replays (`kafka_changelog.py`).
+checkpoint behind the changelog, which the restart replays (`service/kafka/changelog.py`).
 An abortable error aborts the transaction; a fatal one, or a commit whose outcome is
 unknown (timed out), makes the runner recreate the producer. In every case the
 runner then goes back to the last committed state (`RewindError`).

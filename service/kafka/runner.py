@@ -433,10 +433,13 @@ class KafkaRunner:
             t0 = time.perf_counter()
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
-            self.driver.step(Batch(b.events, b.positions, b.dead, stream=self._stream(t),
-                                   partition=(t, p), received=b.count, origin=b))
+            stream = self._stream(t)
+            res = self.driver.step(Batch(b.events, b.positions, b.dead, stream=stream,
+                                         partition=(t, p), received=b.count, origin=b))
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
+                metrics.recent.add_events(stream, b.events)  # for the console
+                metrics.recent.add_dead(stream, res.dead_letters)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)
         assert self.producer is not None

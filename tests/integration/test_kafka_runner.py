@@ -77,6 +77,8 @@ def test_detects_and_alerts_end_to_end(
     text = metrics.render().decode()
     assert f'cep_events_in_total{{source="{topic}"}} {float(len(events))}' in text
     assert f'cep_consumer_lag{{partition="0",topic="{topic}"}} 0.0' in text
+    # the console's recent events (backtests, field completion) in Kafka mode too
+    assert [e["id"] for e in metrics.recent.events("transactions")] == [e["id"] for e in events]
 
     main = read_topic(kafka_bootstrap, s.kafka.alert_topic)
     assert len(main) == 1
