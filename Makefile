@@ -1,7 +1,7 @@
 PY ?= python3
 STAMP := .cache/dev-installed
 
-.PHONY: install test check bench demo kafka-up kafka-down clean
+.PHONY: install test check bench demo notebooks kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
@@ -23,6 +23,9 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	cep demo
+
+notebooks: $(STAMP)
+	$(PY) scripts/execute_notebooks.py   # re-execute and save them with their outputs
 
 kafka-up:
 	bash scripts/kafka.sh up

@@ -11,7 +11,7 @@ This is what the generic engine is compared with in the benchmarks: plain Python
 pass over decoded events sorted by `ts` (ties in list order), per-card state only for
 cards that have tiny purchases inside the window.
 
-FlinkCEP semantics reproduced (see flink-semantics.md sections 2, 3, 7, 8):
+FlinkCEP semantics reproduced (see docs/flink-semantics.md sections 2, 3, 7, 8):
 
 * Every tiny purchase starts a run. A run's loop cannot skip a tiny purchase (the loop's
   IGNORE edge is `not tiny`), so a run started at tiny t_i holds t_i, t_i+1, ... (the

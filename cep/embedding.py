@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cep.program import CompiledPattern
 
@@ -56,16 +56,17 @@ def compile_paths(
 
 
 def _compile(
-    paths: Iterable[PathLike], models: dict[str, tuple[str, ...]] | None
+    paths: Iterable[PathLike], models: dict[str, tuple[str, ...]] | None, schemas: Any = None
 ) -> list[CompiledPattern]:
     from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_paths
 
-    return [compile_pattern(p) for p in load_paths([str(p) for p in paths], models=models)]
+    found = load_paths([str(p) for p in paths], models=models, schemas=schemas)
+    return [compile_pattern(p) for p in found]
 
 
 def compile_scoring(
-    paths: Iterable[PathLike], models_dir: PathLike | None
+    paths: Iterable[PathLike], models_dir: PathLike | None, *, schemas: Any = None
 ) -> tuple[list[CompiledPattern], ScoreFn | None]:
     """Compile patterns against the models' manifests, then load only the models the
     patterns score with: (plans, the engine's `scorer=` or None). Without a pattern
@@ -80,7 +81,7 @@ def compile_scoring(
         for name, err in problems:
             print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
         features = {name: m.feature_names for name, m in sorted(manifests.items())}
-    plans = _compile(paths, features)
+    plans = _compile(paths, features, schemas)
     needed = sorted({m for plan in plans for m in plan.models})
     if not needed or models_dir is None:
         return plans, None

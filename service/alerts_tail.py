@@ -25,6 +25,7 @@ import orjson
 from service.api.sse import parse_sse
 
 MAX_BACKOFF_S = 10.0
+DEFAULT_RETRIES = 5  # failed connection attempts in a row before giving up
 
 
 def tail(args: argparse.Namespace) -> int:
@@ -33,7 +34,8 @@ def tail(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "kafka", None):
             return tail_kafka(args, out, limit)
-        return tail_sse(args.url, _filters(args), out, limit)
+        return tail_sse(args.url, _filters(args), out, limit,
+                        retries=getattr(args, "retries", DEFAULT_RETRIES))
     except KeyboardInterrupt:
         return 0
 
@@ -57,11 +59,14 @@ def tail_sse(
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_reconnects: int | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> int:
-    """Follow `url`/alerts/stream; returns the exit code."""
+    """Follow `url`/alerts/stream; returns the exit code. After `retries` failed
+    connection attempts in a row it gives up (exit 1), naming the URL."""
     shown = 0
     retry_s = 2.0
     failures = 0
+    connected = False
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(10.0, read=60.0))
     stream_url = url.rstrip("/") + "/alerts/stream"
@@ -80,6 +85,9 @@ def tail_sse(
                             return 1
                         raise httpx.TransportError(f"HTTP {r.status_code}")
                     failures = 0
+                    if not connected:
+                        print(f"cep alerts tail: following {stream_url}", file=sys.stderr)
+                        connected = True
                     for ev in parse_sse(r.iter_lines()):
                         if ev.event == "retry" and ev.retry_ms is not None:
                             retry_s = ev.retry_ms / 1000
@@ -95,8 +103,15 @@ def tail_sse(
                 print("cep alerts tail: the stream ended; reconnecting", file=sys.stderr)
             except httpx.TransportError as err:
                 failures += 1
-                print(f"cep alerts tail: {err or type(err).__name__}; reconnecting",
-                      file=sys.stderr)
+                why = str(err) or type(err).__name__
+                if failures > retries:
+                    hint = "" if connected else (
+                        " -- is `cep serve` running there? (start it, or pass --url)")
+                    print(f"cep alerts tail: cannot reach {stream_url}: {why}; gave up after "
+                          f"{failures} attempts{hint}", file=sys.stderr)
+                    return 1
+                print(f"cep alerts tail: cannot reach {stream_url}: {why}; retrying "
+                      f"({failures}/{retries})", file=sys.stderr)
             if max_reconnects is not None:
                 max_reconnects -= 1
                 if max_reconnects < 0:

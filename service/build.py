@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import check, parse
 from cep.dsl.ast import Pattern, Span
 from cep.dsl.diagnostics import diagnostic
 from cep.dsl.parser import decode
-from cep.errors import Diagnostic, PatternError
+from cep.errors import ConfigError, Diagnostic, PatternError
 from cep.runtime.engine import EngineConfig
+from cep.streams import SchemaError, StreamSchema, TimeSpec, schemas_from_table
 from service.config import Settings, StreamConfig
 
 Models = Mapping[str, Sequence[str]]
+Schemas = Mapping[str, StreamSchema]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 """Pattern and model names accepted in URLs (identifiers, as in the pattern language)."""
@@ -25,6 +28,16 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 def time_path(field: str) -> tuple[str, ...]:
     return tuple(field.split("."))
+
+
+def stream_schemas(settings: Settings, base: Path | None = None) -> dict[str, StreamSchema]:
+    """The declared schemas of the configured streams (`fields` or `schema_file`).
+    Raises ConfigError for a schema that cannot be read."""
+    table = {n: s.model_dump(exclude_none=True) for n, s in settings.streams.items()}
+    try:
+        return schemas_from_table(table, base)
+    except SchemaError as err:
+        raise ConfigError(str(err)) from None
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -48,18 +61,26 @@ def engine_config(settings: Settings) -> EngineConfig:
             n: s.max_out_of_orderness_ms for n, s in settings.streams.items()
         },
         max_runs_per_key=settings.max_runs_per_key,
+        stream_time={n: TimeSpec(s.time_unit, s.assume_utc)
+                     for n, s in settings.streams.items()},
+        default_time=TimeSpec(default.time_unit, default.assume_utc),
+        plausible_times=True,
+        stream_schemas=stream_schemas(settings),
+        default_schema=stream_schemas(settings).get(settings.default_stream),
         scoring_threads=settings.scoring_threads or None,
     )
 
 
 def check_source(
-    source: str | bytes, models: Models, file: str | None = None
+    source: str | bytes, models: Models, file: str | None = None,
+    schemas: Schemas | None = None,
 ) -> tuple[tuple[Pattern, ...], list[Diagnostic]]:
     """Parse and check; (patterns, every diagnostic including warnings). Raises
-    `PatternError` only for syntax errors and limits (nothing else, whatever the input)."""
+    `PatternError` only for syntax errors and limits (nothing else, whatever the input).
+    With `schemas` (the declared streams), fields and types are checked too."""
     text = decode(source, file) if isinstance(source, bytes) else source
     pf = parse(text, file)
-    diags = check(pf, models=models)
+    diags = check(pf, models=models, schemas=schemas)
     patterns = tuple(
         _with_source(p, text[p.span.start : p.span.end], file) for p in pf.patterns
     )
@@ -70,21 +91,25 @@ def _with_source(p: Pattern, source: str, file: str | None) -> Pattern:
     return dataclasses.replace(p, source=source, file=file)
 
 
-def load_patterns(source: str | bytes, models: Models, file: str | None = None) -> tuple[
-    Pattern, ...
-]:
+def load_patterns(
+    source: str | bytes, models: Models, file: str | None = None,
+    schemas: Schemas | None = None,
+) -> tuple[Pattern, ...]:
     """Parse and check; raise one `PatternError` with every error."""
-    patterns, diags = check_source(source, models, file)
+    patterns, diags = check_source(source, models, file, schemas)
     errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise PatternError(errors)
     return patterns
 
 
-def load_one(source: str | bytes, name: str, models: Models, file: str | None = None) -> Pattern:
+def load_one(
+    source: str | bytes, name: str, models: Models, file: str | None = None,
+    schemas: Schemas | None = None,
+) -> Pattern:
     """The single pattern called `name` in `source` (what `PUT /patterns/{name}` takes);
     another name, or more or fewer than one pattern, is a `PatternError`."""
-    patterns = load_patterns(source, models, file)
+    patterns = load_patterns(source, models, file, schemas)
     text = source if isinstance(source, str) else decode(source, file)
     if len(patterns) != 1:
         span = patterns[1].span if len(patterns) > 1 else Span(1, 1, 1, 2, 0, 1)

@@ -28,7 +28,7 @@ from pathlib import Path
 from cep.compiler.pipeline import CompiledPattern, compile_pattern
 from cep.dsl import load_paths
 from cep.dsl.ast import Pattern
-from service.build import Models, load_one
+from service.build import Models, Schemas, load_one
 from service.pattern_history import PatternHistory
 from service.persist import PatternStore
 
@@ -100,23 +100,28 @@ class Catalog:
     def users_of(self, model: str) -> list[str]:
         return sorted(e.name for e in list(self._entries.values()) if model in e.models)
 
-    def load_startup(self, patterns_dir: Path, models: Models) -> list[PatternEntry]:
+    def load_startup(
+        self, patterns_dir: Path, models: Models, schemas: Schemas | None = None
+    ) -> list[PatternEntry]:
         """Fill the catalog from the patterns directory and the persisted changes."""
-        entries = startup_entries(patterns_dir, self.store, models, self)
+        entries = startup_entries(patterns_dir, self.store, models, self, schemas)
         for e in entries:
             self.put(e)
         return entries
 
 
 def startup_entries(
-    patterns_dir: Path, store: PatternStore, models: Models, catalog: Catalog
+    patterns_dir: Path, store: PatternStore, models: Models, catalog: Catalog,
+    schemas: Schemas | None = None,
 ) -> list[PatternEntry]:
+    """The patterns of the directory (checked against the declared stream schemas) and
+    the persisted API changes (accepted before; not re-checked against schemas)."""
     persisted = store.load()
     for r in persisted.values():
         catalog.note_version(r.name, r.version)
     base: Mapping[str, Pattern] = {}
     if patterns_dir.is_dir():
-        base = {p.name: p for p in load_paths([patterns_dir], models=models)}
+        base = {p.name: p for p in load_paths([patterns_dir], models=models, schemas=schemas)}
     out: list[PatternEntry] = []
     for name, p in base.items():
         found = persisted.get(name)

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from cep import cli as engine_cli
+from service import logs
+from service.alerts_tail import DEFAULT_RETRIES
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -31,22 +33,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = next(
         a for a in ap._actions if isinstance(a, argparse._SubParsersAction)
     )
-    p = sub.add_parser("serve", help="run the service (REST API; Kafka when configured)")
-    p.add_argument("--config", default=os.environ.get("CEP_CONFIG"))
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p = sub.add_parser(
+        "serve", help="run the service (REST API; Kafka when configured)",
+        description="Run the engine behind the REST API: embedded (events over HTTP) "
+        "without Kafka settings, else consuming the configured topics. Loads patterns/ "
+        "and models/ of the current directory (docs/operations.md).")
+    p.add_argument("--config", default=os.environ.get("CEP_CONFIG"), metavar="FILE",
+                   help="cep.toml: streams, Kafka, API, directories (default: $CEP_CONFIG; "
+                   "CEP_... environment variables override it)")
+    p.add_argument("--host", default=None,
+                   help="address to listen on (default: api.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port to listen on (default: api.port, 8080)")
+    p.add_argument("--log-level", choices=logs.LEVELS,
+                   default=os.environ.get("CEP_LOG_LEVEL", "info"),
+                   help="log level (default: $CEP_LOG_LEVEL or info)")
+    p.add_argument("--log-format", choices=logs.FORMATS,
+                   default=os.environ.get("CEP_LOG_FORMAT", "text"),
+                   help="text, or json: one JSON object per line (default: $CEP_LOG_FORMAT "
+                   "or text)")
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("alerts", help="alert consumers")
     asub = p.add_subparsers(dest="alerts_command", required=True)
-    t = asub.add_parser("tail", help="follow alerts (SSE stream or Kafka topic)")
-    t.add_argument("--url", default="http://127.0.0.1:8080")
-    t.add_argument("--kafka", help="bootstrap servers: read the alert topic instead")
-    t.add_argument("--topic", default=None)
-    t.add_argument("--pattern")
-    t.add_argument("--key")
-    t.add_argument("--severity")
-    t.add_argument("-n", "--limit", type=int, default=None)
+    t = asub.add_parser("tail", help="follow alerts (SSE stream or Kafka topic)",
+                        description="Print alerts as they come, one JSON object per line.")
+    t.add_argument("--url", default="http://127.0.0.1:8080",
+                   help="the service (default: http://127.0.0.1:8080)")
+    t.add_argument("--kafka", metavar="BOOTSTRAP",
+                   help="bootstrap servers: read the alert topic(s) instead")
+    t.add_argument("--topic", default=None,
+                   help="with --kafka: topics, comma-separated (default: cep.alerts)")
+    t.add_argument("--pattern", help="only alerts of this pattern")
+    t.add_argument("--key", help="only alerts of this key (composite keys as a,b)")
+    t.add_argument("--severity", choices=["low", "medium", "high", "critical"],
+                   help="only alerts of this severity")
+    t.add_argument("-n", "--limit", type=int, default=None, help="exit after N alerts")
+    t.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                   help="failed connection attempts in a row before giving up "
+                   f"(default: {DEFAULT_RETRIES})")
     t.set_defaults(fn=cmd_alerts)
     return ap
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cep.durations import parse_duration
@@ -27,10 +27,18 @@ def _ms(v: Any) -> int:
 
 
 class StreamConfig(BaseModel):
-    """A named input stream: its Kafka topic and its time semantics."""
+    """A named input stream: its Kafka topic, its time semantics and (optionally) its
+    schema: `fields` (name -> type, `?` = optional) or `schema_file` (a JSON Schema).
+    See docs/streams.md."""
+
+    model_config = ConfigDict(extra="forbid")
 
     topic: str | None = None  # default: the stream's name
     time_field: str = "ts"
+    time_unit: Literal["ms", "s", "us", "iso"] = "ms"  # how time_field is written
+    assume_utc: bool = False  # ISO times without a zone are UTC (else dead letters)
+    fields: dict[str, str] | None = None
+    schema_file: Path | None = None
     max_out_of_orderness_ms: int = 0
     idle_timeout_ms: int = 30_000
     max_future_skew_ms: int = 3_600_000

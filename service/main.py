@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from cep.errors import CepError, PatternError
+from service import logs
 from service.api.app import create_app
 from service.config import Settings, load_settings
 from service.service_state import ServiceState
@@ -73,8 +74,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    level = getattr(args, "log_level", None) or "info"
+    logs.configure(level, getattr(args, "log_format", None) or "text")
     try:
         settings = settings_from_args(args)
     except CepError as err:
@@ -99,8 +100,8 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     app = create_app(settings, state=state)
     config = uvicorn.Config(
-        app, host=api.host, port=api.port, log_level="info", lifespan="on",
-        timeout_graceful_shutdown=10, server_header=False,
+        app, host=api.host, port=api.port, log_level=level, lifespan="on",
+        timeout_graceful_shutdown=10, server_header=False, log_config=None,
     )
     server = _Server(config, state)
     log.info("cep %s mode on http://%s:%d (docs at /docs)", state.mode, api.host, api.port)

@@ -142,6 +142,10 @@ class EngineCollector:
                                      labels=["pattern", "version"])
         evicted = CounterMetricFamily("cep_runs_evicted", "Partial matches evicted by "
                                       "max_runs_per_key", labels=["pattern", "version"])
+        mismatches = CounterMetricFamily(
+            "cep_type_mismatches", "Values of the wrong type met by a pattern's conditions "
+            "and measures (each made a comparison false); a misspelled value or a "
+            "type error in the pattern", labels=["pattern", "version"])
         for p in snap.patterns:
             lv = [p.name, str(p.version)]
             runs.add_metric(lv, p.live_runs)
@@ -150,7 +154,8 @@ class EngineCollector:
             buffered.add_metric(lv, p.buffered)
             draining.add_metric(lv, 1 if p.draining else 0)
             evicted.add_metric(lv, p.stats.get("runs_evicted", 0))
-        yield from (runs, timers, keys, buffered, draining, evicted)
+            mismatches.add_metric(lv, p.stats.get("type_mismatch", 0))
+        yield from (runs, timers, keys, buffered, draining, evicted, mismatches)
         lag = GaugeMetricFamily("cep_watermark_lag_seconds", "Wall clock minus watermark, "
                                 "per clock (time field) and source partition",
                                 labels=["clock", "partition"])

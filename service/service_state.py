@@ -23,8 +23,9 @@ from typing import TypeVar
 from cep.errors import CepError
 from cep.runtime.engine import Alert, Engine
 from cep.scoring.registry import ModelRegistry
+from cep.streams import StreamSchema
 from service.api.hub import AlertHub
-from service.build import engine_config
+from service.build import engine_config, stream_schemas
 from service.catalog import Catalog
 from service.config import Settings
 from service.control import Control
@@ -71,6 +72,7 @@ class ServiceState:
         self.inflight = asyncio.Semaphore(8)  # POST /events batches queued at once
         self.sse_heartbeat_s = 15.0
         self.started = False
+        self.schemas: dict[str, StreamSchema] = {}  # declared stream schemas (at start)
 
     @property
     def mode(self) -> str:
@@ -87,7 +89,9 @@ class ServiceState:
         s = self.settings
         self._load_models()
         self.scorer.refresh()
-        entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names())
+        self.schemas = stream_schemas(s)
+        entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names(),
+                                            self.schemas)
         engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer)
         log.info("loaded %d patterns (%s), %d models", len(entries),
                  ", ".join(f"{e.name}@{e.version}" for e in entries) or "none",
@@ -116,6 +120,11 @@ class ServiceState:
         activate(None)
 
     def _publish(self, alerts: list[Alert]) -> None:
+        if not self.settings.embedded:
+            # in Kafka mode an alert without `emit to` went to the alert topic: say so
+            default = self.settings.kafka.alert_topic
+            alerts = [a if a.topic is not None else Alert(default, a.key, a.record)
+                      for a in alerts]
         self.hub.publish(alerts)
         self.metrics.recent_alerts.set(len(self.hub))
 

@@ -1,4 +1,5 @@
-"""The dependency rules of architecture.md, checked on the source."""
+"""The dependency rules (README "Layout": cep/ never imports service/; cep.runtime never
+loads lark), checked on the source."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Generated conditions and measures run with an empty `__builtins__` and this namespace.
 Every helper is total: it never raises on user data. Missing data and nulls give
-`None` (SQL's UNKNOWN), type mismatches and arithmetic errors (division by zero,
-overflow) give `None` too, so a bad event can never stop the stream.
+`None` (SQL's UNKNOWN), type mismatches give `None` too and are counted in
+`cep.counters.COUNTERS["type_mismatch"]`, so a bad event can never stop the stream.
 
 Boolean helpers return True, False or None (three-valued logic); the code generator
 turns `x is True` / `x is False` into conditions, so `not` of an unknown stays unknown.
@@ -17,9 +17,14 @@ from typing import Any
 
 import re2
 
+from cep.counters import COUNTERS
 from cep.values import normalise_key, path_get, to_ms
 
 _NUM = (int, float)
+
+
+def _mismatch() -> None:
+    COUNTERS["type_mismatch"] += 1
 
 
 def _is_num(x: object) -> bool:
@@ -40,6 +45,7 @@ def lt(a: Any, b: Any) -> bool | None:
         return None
     if _comparable(a, b):
         return bool(a < b)
+    _mismatch()
     return None
 
 
@@ -48,6 +54,7 @@ def le(a: Any, b: Any) -> bool | None:
         return None
     if _comparable(a, b):
         return bool(a <= b)
+    _mismatch()
     return None
 
 
@@ -78,6 +85,7 @@ def in_(a: Any, b: Any) -> bool | None:
         return a in b
     if isinstance(b, str) and isinstance(a, str):
         return a in b
+    _mismatch()
     return None
 
 
@@ -89,6 +97,7 @@ def matches(a: Any, rx: Any) -> bool | None:
     if a is None:
         return None
     if a.__class__ is not str:
+        _mismatch()
         return None
     return rx.search(a) is not None
 
@@ -98,6 +107,7 @@ def starts_with(a: Any, b: Any) -> bool | None:
         return None
     if a.__class__ is str and b.__class__ is str:
         return bool(a.startswith(b))
+    _mismatch()
     return None
 
 
@@ -106,6 +116,7 @@ def ends_with(a: Any, b: Any) -> bool | None:
         return None
     if a.__class__ is str and b.__class__ is str:
         return bool(a.endswith(b))
+    _mismatch()
     return None
 
 
@@ -113,6 +124,8 @@ def truth(x: Any) -> bool | None:
     """A value used as a condition: only booleans count; anything else is unknown."""
     if x is True or x is False:
         return bool(x)
+    if x is not None:
+        _mismatch()
     return None
 
 
@@ -126,10 +139,13 @@ def _arith(a: Any, b: Any, op: Callable[[Any, Any], Any]) -> Any:
         try:
             r = op(a, b)
         except (ZeroDivisionError, OverflowError):
+            COUNTERS["arithmetic_error"] += 1
             return None
         if r.__class__ is float and (r != r or r in (math.inf, -math.inf)):
+            COUNTERS["arithmetic_error"] += 1
             return None
         return r
+    _mismatch()
     return None
 
 
@@ -160,6 +176,7 @@ def negate(a: Any) -> Any:
         return None
     if _is_num(a):
         return -a
+    _mismatch()
     return None
 
 
@@ -218,6 +235,7 @@ def _nums(values: Iterable[Any]) -> list[Any] | None:
         if v is None:
             continue
         if not _is_num(v):
+            _mismatch()
             return None
         out.append(v)
     return out
@@ -239,6 +257,7 @@ def agg_min(values: Iterable[Any]) -> Any:
         return None
     if all(_is_num(v) for v in xs) or all(v.__class__ is str for v in xs):
         return min(xs)
+    _mismatch()
     return None
 
 
@@ -248,6 +267,7 @@ def agg_max(values: Iterable[Any]) -> Any:
         return None
     if all(_is_num(v) for v in xs) or all(v.__class__ is str for v in xs):
         return max(xs)
+    _mismatch()
     return None
 
 
@@ -271,6 +291,7 @@ def f_abs(x: Any) -> Any:
         return None
     if _is_num(x):
         return abs(x)
+    _mismatch()
     return None
 
 
@@ -278,6 +299,7 @@ def f_round(x: Any, nd: Any = None) -> Any:
     if x is None:
         return None
     if not _is_num(x) or (nd is not None and nd.__class__ is not int):
+        _mismatch()
         return None
     return round(x, nd) if nd is not None else round(x)
 
@@ -287,6 +309,7 @@ def f_floor(x: Any) -> Any:
         return None
     if _is_num(x):
         return math.floor(x)
+    _mismatch()
     return None
 
 
@@ -295,6 +318,7 @@ def f_ceil(x: Any) -> Any:
         return None
     if _is_num(x):
         return math.ceil(x)
+    _mismatch()
     return None
 
 
@@ -303,6 +327,7 @@ def f_lower(x: Any) -> Any:
         return None
     if x.__class__ is str:
         return x.lower()
+    _mismatch()
     return None
 
 
@@ -311,6 +336,7 @@ def f_upper(x: Any) -> Any:
         return None
     if x.__class__ is str:
         return x.upper()
+    _mismatch()
     return None
 
 
@@ -319,6 +345,7 @@ def f_len(x: Any) -> Any:
         return None
     if isinstance(x, (str, list, tuple, dict)):
         return len(x)
+    _mismatch()
     return None
 
 
@@ -332,6 +359,8 @@ def f_coalesce(*xs: Any) -> Any:
 def f_hour(t: Any) -> Any:
     ms = to_ms(t) if t.__class__ is not int else t
     if ms is None:
+        if t is not None:
+            _mismatch()
         return None
     return (ms // 3_600_000) % 24
 
@@ -339,6 +368,8 @@ def f_hour(t: Any) -> Any:
 def f_weekday(t: Any) -> Any:
     ms = to_ms(t) if t.__class__ is not int else t
     if ms is None:
+        if t is not None:
+            _mismatch()
         return None
     return (ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
 
@@ -347,6 +378,7 @@ def f_distance_km(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
     if lat1 is None or lon1 is None or lat2 is None or lon2 is None:
         return None
     if not (_is_num(lat1) and _is_num(lon1) and _is_num(lat2) and _is_num(lon2)):
+        _mismatch()
         return None
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)

@@ -17,18 +17,20 @@ from cep.dsl.checker import check
 from cep.dsl.diagnostics import diagnostic, in_source_order
 from cep.dsl.parser import decode, parse
 from cep.errors import Diagnostic, PatternError
+from cep.streams import StreamSchema
 
 __all__ = ["check", "load_file", "load_paths", "load_source", "parse"]
 
 log = logging.getLogger("cep.dsl")
 
 Models = Mapping[str, Sequence[str]]
+Schemas = Mapping[str, StreamSchema]
 
 
 def _checked(
-    pf: PatternFile, models: Models | None
+    pf: PatternFile, models: Models | None, schemas: Schemas | None = None
 ) -> tuple[tuple[Pattern, ...], list[Diagnostic]]:
-    diags = check(pf, models=models)
+    diags = check(pf, models=models, schemas=schemas)
     for d in diags:
         if d.severity != "error":
             log.warning("%s", d.format())
@@ -41,11 +43,12 @@ def _checked(
 
 
 def load_source(
-    source: str, file: str | None = None, models: Models | None = None
+    source: str, file: str | None = None, models: Models | None = None,
+    schemas: Schemas | None = None,
 ) -> tuple[Pattern, ...]:
     """Parse and check `source`; the patterns it holds, each with its own text as
     `source`. Raises `PatternError` with every error (warnings are logged)."""
-    patterns, errors = _checked(parse(source, file), models)
+    patterns, errors = _checked(parse(source, file), models, schemas)
     if errors:
         raise PatternError(errors)
     return patterns
@@ -64,10 +67,12 @@ def _read(path: Path) -> str:
     return decode(data, name)
 
 
-def load_file(path: str | os.PathLike[str], models: Models | None = None) -> tuple[Pattern, ...]:
+def load_file(
+    path: str | os.PathLike[str], models: Models | None = None, schemas: Schemas | None = None
+) -> tuple[Pattern, ...]:
     """Parse and check one `.cep` file (UTF-8)."""
     p = Path(path)
-    return load_source(_read(p), str(p), models)
+    return load_source(_read(p), str(p), models, schemas)
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -79,7 +84,8 @@ def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def load_paths(
-    paths: Iterable[str | os.PathLike[str]], models: Models | None = None
+    paths: Iterable[str | os.PathLike[str]], models: Models | None = None,
+    schemas: Schemas | None = None,
 ) -> tuple[Pattern, ...]:
     """Parse and check files and directories (a directory: every `*.cep` in it, sorted).
     Raises one `PatternError` with the errors of every file, including pattern names
@@ -93,7 +99,7 @@ def load_paths(
         except PatternError as err:
             errors.extend(err.diagnostics)
             continue
-        found, errs = _checked(pf, models)
+        found, errs = _checked(pf, models, schemas)
         errors.extend(errs)
         for p in found:
             if p.name in first_seen and first_seen[p.name] != p.file:

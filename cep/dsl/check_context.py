@@ -28,6 +28,7 @@ from cep.dsl.ast import (
 from cep.dsl.ast import Sequence as Seq
 from cep.dsl.diagnostics import diagnostic
 from cep.errors import Diagnostic
+from cep.streams import StreamSchema
 
 ScopeKind = TLiteral["let", "where", "until", "measure", "when"]
 
@@ -138,6 +139,7 @@ class Context:
     pf: PatternFile
     pattern: Pattern
     models: Mapping[str, Sequence[str]] | None = None
+    schemas: Mapping[str, StreamSchema] | None = None  # declared streams (cep/streams.py)
     infos: list[StageInfo] = field(default_factory=list)
     stages: dict[str, StageInfo] = field(default_factory=dict)
     stage_names: frozenset[str] = frozenset()

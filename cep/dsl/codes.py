@@ -1,6 +1,7 @@
 """Every diagnostic code of the front end, with what it means (for docs and the API).
 
-E1xx: syntax and limits (`parser`); E2xx: semantic errors (`checker`); W2xx: warnings.
+E1xx: syntax and limits (`parser`); E2xx: semantic errors (`checker`); E3xx: errors
+against declared stream schemas (`check_schema`); W2xx: warnings.
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ CODES: dict[str, str] = {
     "E294": "emit reads a field or let of no stage",
     "E295": "exists() without a field",
     "E296": "stage name used as a value",
+    # stream schemas (only with declared schemas: cep.toml [streams.*] / --schema)
+    "E300": "a stream named in `from` has no such field",
+    "E301": "no declared stream has such a field",
+    "E310": "ordering comparison of values of different types (never true)",
+    "E311": "equality between values of different types (never equal)",
+    "E312": "arithmetic on a value that is not a number",
+    "E313": "string operator on a value that is not a string",
     # warnings
     "W290": "`key` used in a pattern without a `key` clause",
 }

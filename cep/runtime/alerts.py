@@ -1,4 +1,4 @@
-"""Alert records: identity, JSON-safe values, and the record of architecture.md."""
+"""Alert records: identity, JSON-safe values, and the record of docs/alerts.md."""
 
 from __future__ import annotations
 

@@ -15,9 +15,12 @@ further, tests/test_layering.py checks it):
 
 Batches cross this boundary, not events. For each batch:
 
-1. per clock (one per distinct time field; usually one): read each event's time;
-   missing or unparseable time, a time too far in the future, or a time at or before
-   the watermark (late) make a dead letter with that reason, never a silent drop;
+0. events that violate their stream's declared schema are dead letters (`schema`);
+1. per clock (one per distinct time field; usually one): read each event's time in
+   its stream's time unit (cep/streams.py); missing or unparseable time, a number
+   implausible in that unit, a time too far in the future, or a time at or before the
+   watermark (late) make a dead letter with that reason and a detail, never a silent
+   drop;
 2. the clock observes the batch and recomputes its watermark;
 3. per pattern: the generated prefilter reads the key and drops events that cannot
    matter (no object is made for them); `let` values (model scores) are computed for
@@ -46,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from cep.counters import COUNTERS
 from cep.errors import ModelError
 from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.alerts import make_alert
@@ -70,7 +74,8 @@ from cep.runtime.state_codec import (
     state_key,
 )
 from cep.scoring.threads import ThreadLimit
-from cep.values import path_get, to_ms
+from cep.streams import DEFAULT_TIME, PLAUSIBLE_MS, StreamSchema, TimeSpec, read_time
+from cep.values import path_get
 
 __all__ = ["ARRIVAL", "Alert", "Batch", "DeadLetter", "Engine", "EngineConfig", "Result",
            "ScoreFn"]
@@ -98,6 +103,23 @@ class EngineConfig:
     # BLAS/OpenMP threads a model call may use (None: the libraries' defaults, one per
     # core); see cep/scoring/threads.py
     scoring_threads: int | None = 1
+    # how times are written (cep/streams.py): per stream, else the default
+    stream_time: dict[str, TimeSpec] = field(default_factory=dict)
+    default_time: TimeSpec = DEFAULT_TIME
+    # refuse numeric times outside 1990-2100 in the declared unit (the CLI and the
+    # service turn this on; off by default so unit tests may use small times)
+    plausible_times: bool = False
+    # declared schemas: events that violate their stream's schema are dead letters.
+    # The stream is the batch's, else the event's `schema_stream_field` (backtests);
+    # events with neither get `default_schema`.
+    stream_schemas: dict[str, StreamSchema] = field(default_factory=dict)
+    default_schema: StreamSchema | None = None
+    schema_stream_field: str | None = None
+
+    def time_spec(self, stream: str | None) -> TimeSpec:
+        if stream is None:
+            return self.default_time
+        return self.stream_time.get(stream, self.default_time)
 
 
 def _num(x: float) -> Any:
@@ -128,6 +150,22 @@ def _in_input_order(decoded: list[DeadLetter], engine: list[DeadLetter]) -> list
         return sorted(both, key=lambda d: d.position)  # type: ignore[arg-type, return-value]
     except TypeError:
         return both
+
+
+def _attribute_mismatches(rt: PatternRuntime, before: int) -> None:
+    """The type mismatches counted since `before` were met by `rt`'s code."""
+    n = COUNTERS["type_mismatch"] - before
+    if n:
+        rt.stats["type_mismatch"] += n
+
+
+def _drain(rt: PatternRuntime, watermark: float,
+           outs: list[tuple[PatternRuntime, Any, Output]]) -> None:
+    before = COUNTERS["type_mismatch"]
+    try:
+        rt.drain(watermark, outs)
+    finally:
+        _attribute_mismatches(rt, before)
 
 
 class Engine:
@@ -251,7 +289,9 @@ class Engine:
         if event.__class__ is not dict:
             return None
         raw = path_get(event, self._time_field(ck, stream))
-        return raw if raw.__class__ is int else to_ms(raw)
+        if raw is None:
+            return None
+        return read_time(raw, self.config.time_spec(stream), self.config.plausible_times)[0]
 
     def expect_partitions(self, stream: str | None, partitions: Iterable[Hashable]) -> int:
         """Partitions of `stream` that will send events: until their first event (or
@@ -308,6 +348,8 @@ class Engine:
         pos: Sequence[Any] = positions if positions is not None else [None] * n
         runtimes = [rt for rt in self._runtimes if rt.applies(stream)]
         dead: dict[int, DeadLetter] = {}
+        if self.config.stream_schemas or self.config.default_schema is not None:
+            self._validate(events, pos, stream, dead)
         outs: list[tuple[PatternRuntime, Any, Output]] = []
         unkeyed: list[Any] = []  # events some pattern would start on but cannot key
         by_clock: dict[tuple[str, ...], list[PatternRuntime]] = {}
@@ -325,7 +367,8 @@ class Engine:
                 clock.observe(partition, now)
                 clock.move_to(now)  # arrival time: every event is due at once
             else:
-                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead)
+                ds, tss, ps = self._timed(events, pos, self._time_field(ck, stream), clock, dead,
+                                          self.config.time_spec(stream))
                 ooo = self.config.stream_out_of_orderness_ms.get(stream) if stream else None
                 clock.observe(partition, max(tss) if tss else None, ooo)
                 clock.advance()
@@ -338,17 +381,25 @@ class Engine:
             if ds:
                 # prefilter every pattern, then score all of them (one model call per
                 # model and feature set), then buffer
-                staged = [rt.stage(ds, tss, ps, horizon, unkeyed) for rt in rts]
-                requests = [rt.score_requests(st) for rt, st in zip(rts, staged, strict=True)]
+                staged = []
+                requests = []
+                for rt in rts:
+                    before = COUNTERS["type_mismatch"]
+                    st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                    requests.append(rt.score_requests(st))
+                    staged.append(st)
+                    _attribute_mismatches(rt, before)
                 flat = [r for rs in requests for r in rs]
                 scores = self._score_many(flat) if flat else []
                 at = 0
                 for rt, st, rs in zip(rts, staged, requests, strict=True):
+                    before = COUNTERS["type_mismatch"]
                     rt.admit(st, scores[at:at + len(rs)])
+                    _attribute_mismatches(rt, before)
                     at += len(rs)
             wm = clock.watermark
             for rt in rts:
-                rt.drain(wm, outs)
+                _drain(rt, wm, outs)
         if unkeyed:
             self._missing_keys(events, pos, stream, unkeyed, dead)
         for i in sorted(dead):
@@ -358,6 +409,26 @@ class Engine:
         self._retire_drained()
         return result
 
+    def _validate(self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
+                  dead: dict[int, DeadLetter]) -> None:
+        """Events that violate their stream's declared schema become dead letters
+        (`schema`, by index), before their time is read."""
+        cfg = self.config
+        schemas = cfg.stream_schemas
+        fixed = schemas.get(stream) if stream is not None else None
+        sf = cfg.schema_stream_field if stream is None else None
+        for i, d in enumerate(events):
+            if d.__class__ is not dict:
+                continue  # malformed: _timed says so
+            schema = fixed
+            if schema is None and stream is None:
+                name = d.get(sf) if sf is not None else None
+                schema = schemas.get(name) if isinstance(name, str) else cfg.default_schema
+            why = schema.violation(d) if schema is not None else None
+            if why is not None:
+                assert schema is not None
+                dead[i] = DeadLetter(d, pos[i], "schema", f"stream {schema.name!r}: {why}")
+
     def _timed(
         self,
         events: Sequence[Any],
@@ -365,18 +436,23 @@ class Engine:
         tf: tuple[str, ...],
         clock: Clock,
         dead: dict[int, DeadLetter],
+        spec: TimeSpec = DEFAULT_TIME,
     ) -> tuple[list[Any], list[int], list[Any]]:
         """The events with a valid, on-time time, their times and positions; the others
-        become dead letters (by index)."""
+        become dead letters (by index). Events already dead (schema) are skipped."""
         wm = clock.watermark
         skew = self.config.max_future_skew_ms
         limit = self._now_ms() + skew if skew is not None else INF
         single = tf[0] if len(tf) == 1 else None
-        if single is not None:
+        plausible = self.config.plausible_times
+        if single is not None and spec.unit == "ms" and not dead:
             # fast path: every event a dict with an int time, none late or in the future
+            # (nor implausible, when that is checked)
             try:
                 tss = [d.get(single) for d in events]
-                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit:
+                if set(map(type, tss)) == {int} and min(tss) > wm and max(tss) <= limit and (
+                        not plausible or (PLAUSIBLE_MS[0] <= min(tss) and
+                                          max(tss) <= PLAUSIBLE_MS[1])):
                     return events, tss, pos  # type: ignore[return-value]
             except (AttributeError, TypeError):
                 pass
@@ -384,16 +460,21 @@ class Engine:
         tss = []
         ps: list[Any] = []
         for i, d in enumerate(events):
+            if i in dead:
+                continue
             if d.__class__ is not dict:
                 dead.setdefault(i, DeadLetter(d, pos[i], "malformed",
                                               f"not a JSON object but {type(d).__name__}"))
                 continue
             raw = d.get(single) if single is not None else path_get(d, tf)
-            t = raw if raw.__class__ is int else to_ms(raw)
+            if raw is None:
+                dead.setdefault(i, DeadLetter(d, pos[i], "missing_time",
+                                              f"time field {'.'.join(tf)} is missing or null"))
+                continue
+            t, why = read_time(raw, spec, plausible)
             if t is None:
-                reason = "missing_time" if raw is None else "bad_time"
-                detail = f"time field {'.'.join(tf)}={raw!r}"
-                dead.setdefault(i, DeadLetter(d, pos[i], reason, detail))
+                detail = f"time field {'.'.join(tf)}={raw!r}: {why}"
+                dead.setdefault(i, DeadLetter(d, pos[i], "bad_time", detail))
             elif t > limit:
                 dead.setdefault(
                     i, DeadLetter(d, pos[i], "future_timestamp", f"{t} is beyond now+{skew}ms")
@@ -446,7 +527,7 @@ class Engine:
                 clock.advance(now)
             for rt in self._runtimes:
                 if rt.clock_key == ck:
-                    rt.drain(clock.watermark, outs)
+                    _drain(rt, clock.watermark, outs)
         return Result(self._alerts(outs), [])
 
     def finish(self) -> Result:
@@ -456,7 +537,7 @@ class Engine:
             clock.finish()
             for rt in self._runtimes:
                 if rt.clock_key == ck:
-                    rt.drain(INF, outs)
+                    _drain(rt, INF, outs)
         return Result(self._alerts(outs), [])
 
     # -- alerts
@@ -536,10 +617,12 @@ class Engine:
                 requests.append(ScoreRequest(call, columns, len(items)))
         results = self._score_many(requests) if requests else []
         for plan, kind, emit, items, r0 in prepared:
+            rt = items[0][0]
             k = len(emit.score_calls)
             scores: list[tuple[Any, ...]] = (
                 list(zip(*results[r0:r0 + k], strict=True)) if k else [()] * len(items)
             )
+            before = COUNTERS["type_mismatch"]
             for j, (_, key, run, t, n) in enumerate(items):
                 try:
                     measures = emit.fn(run.path, key, t, scores[j])
@@ -550,6 +633,7 @@ class Engine:
                     self._counters[f"filtered.{plan.name}"] += 1
                     continue
                 made.append((n, make_alert(plan, key, kind, run, t, measures, emit, detected)))
+            _attribute_mismatches(rt, before)
         made.sort(key=lambda x: x[0])
         alerts = [a for _, a in made]
         self._counters["alerts"] += len(alerts)
@@ -562,7 +646,7 @@ class Engine:
     #
     # State is exported per (pattern, version, key): one store entry each, plus one
     # meta entry for the clocks and sequence numbers. A later step (one task per input
-    # partition, architecture.md "Scale-out") selects the keys of one partition; the
+    # partition: scale-out) selects the keys of one partition; the
     # entry format does not change.
 
     def has_changes(self) -> bool:
@@ -658,6 +742,14 @@ class Engine:
         return dict(stats)
 
     # -- figures
+
+    def type_mismatches(self) -> dict[str, int]:
+        """Per pattern name: values of the wrong type its conditions and measures met
+        (each made a comparison false or a value null, and was counted)."""
+        out: dict[str, int] = {}
+        for rt in self._runtimes:
+            out[rt.name] = out.get(rt.name, 0) + rt.stats["type_mismatch"]
+        return out
 
     def snapshot(self) -> EngineSnapshot:
         """A copy of the figures metrics and the API show (take it on the engine's

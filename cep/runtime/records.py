@@ -20,7 +20,8 @@ from typing import Any
 Position = tuple[Any, ...]
 
 # why an input became a dead letter (docs/semantics.md, "Dead letters")
-REASONS = ("malformed", "missing_time", "bad_time", "future_timestamp", "late", "missing_key")
+REASONS = ("malformed", "schema", "missing_time", "bad_time", "future_timestamp", "late",
+           "missing_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class DeadLetter:
 
 
 class Alert:
-    """An alert record (the JSON object of architecture.md) and where it goes."""
+    """An alert record (the JSON object of docs/alerts.md) and where it goes."""
 
     __slots__ = ("key", "record", "topic")
 

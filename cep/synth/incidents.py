@@ -1,4 +1,4 @@
-"""Injectors for labelled incidents: one per example pattern of `pattern-language.md`.
+"""Injectors for labelled incidents: one per example pattern of `docs/language.md`.
 
 Every event of an incident carries `label = "<pattern>:<n>"`. Each injector builds a
 shape that the example pattern matches exactly once (with `skip past last`) and that no

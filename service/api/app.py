@@ -17,9 +17,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from cep.errors import ModelError, PatternError
-from service.api import alerts, backtest, console, events, models, ops, patterns
+from service.api import (
+    alerts,
+    backtest,
+    console,
+    docs,
+    events,
+    models,
+    openapi,
+    ops,
+    patterns,
+    problems,
+    streams,
+)
 from service.api.limits import BodyLimitMiddleware
-from service.api.models import ModelConflictError, conflict_problem
+from service.api.models import ModelConflictError
 from service.api.schemas import DiagnosticModel
 from service.config import Settings
 from service.service_state import EngineUnavailableError, ServiceState
@@ -62,38 +74,42 @@ def create_app(
             await run_in_threadpool(svc.stop)
 
     app = FastAPI(title="cep", version=_version(), description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = fresh() if state is None else state
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
-    for module in (patterns, models, events, alerts, ops, backtest, console):
+    for module in (patterns, models, events, alerts, streams, ops, backtest, console):
         app.include_router(module.router)
     _error_handlers(app)
+    openapi.install(app)
+    docs.install(app)
     return app
 
 
 def _error_handlers(app: FastAPI) -> None:
+    problems.install(app)
+
     @app.exception_handler(PatternError)
     async def pattern_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PatternError)
         n = len(exc.diagnostics)
-        return JSONResponse(status_code=422, content={
-            "detail": f"the pattern does not compile: {n} error{'s' if n != 1 else ''}",
-            "diagnostics": [DiagnosticModel.of(d).model_dump() for d in exc.diagnostics],
-        })
+        return problems.problem(
+            422, f"the pattern does not compile: {n} error{'s' if n != 1 else ''}",
+            diagnostics=[DiagnosticModel.of(d).model_dump() for d in exc.diagnostics])
 
     @app.exception_handler(ModelError)
     async def model_error(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return problems.problem(422, str(exc))
 
     @app.exception_handler(ModelConflictError)
     async def model_conflict(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ModelConflictError)
-        return JSONResponse(status_code=409, content=conflict_problem(exc))
+        return problems.problem(
+            409, exc.detail,
+            diagnostics=[DiagnosticModel.of(d).model_dump() for d in exc.diagnostics])
 
     @app.exception_handler(EngineUnavailableError)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)},
-                            headers={"Retry-After": "1"})
+        return problems.problem(503, str(exc), headers={"Retry-After": "1"})
 
 
 def _version() -> str:

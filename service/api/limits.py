@@ -61,14 +61,16 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = b'{"detail":"request body exceeds the limit of %d bytes (api.max_body_bytes)"}' % (
-            self.max
+        body = (
+            b'{"type":"about:blank","title":"Request Entity Too Large","status":413,'
+            b'"detail":"request body exceeds the limit of %d bytes (api.max_body_bytes)"}'
+            % self.max
         )
         await send({
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

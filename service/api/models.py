@@ -25,7 +25,6 @@ from cep.scoring.model import Model
 from service.api.patterns import service
 from service.api.responses import E401, E413, E503, problem
 from service.api.schemas import (
-    DiagnosticModel,
     FeatureModel,
     ModelDeleted,
     ModelInfo,
@@ -158,9 +157,4 @@ async def delete_model(name: ModelName, request: Request) -> ModelDeleted:
     return await run_in_threadpool(delete_model_sync, service(request), name)
 
 
-def conflict_problem(err: ModelConflictError) -> dict[str, object]:
-    return {"detail": err.detail,
-            "diagnostics": [DiagnosticModel.of(d).model_dump() for d in err.diagnostics]}
-
-
-__all__ = ["ModelConflictError", "ModelError", "conflict_problem", "router"]
+__all__ = ["ModelConflictError", "ModelError", "router"]

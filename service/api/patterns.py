@@ -149,7 +149,7 @@ def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[Pattern
         raise EngineUnavailableError(svc.not_ready_reason())
     catalog, store = svc.catalog, svc.patterns_store
     with catalog.lock:
-        pattern = load_one(body, name, svc.registry.feature_names())
+        pattern = load_one(body, name, svc.registry.feature_names(), schemas=svc.schemas)
         text = body.decode("utf-8")  # load_one checked it is UTF-8
         version = catalog.next_version(name)
         entry = make_entry(pattern, version, "api", text, None)
@@ -230,7 +230,8 @@ async def delete_pattern(name: PatternName, request: Request) -> PatternDeleted:
 
 def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:
     try:
-        patterns, diags = check_source(body, svc.registry.feature_names())
+        patterns, diags = check_source(body, svc.registry.feature_names(),
+                                       schemas=svc.schemas)
     except PatternError as err:
         return ValidateResponse(ok=False, patterns=[],
                                 diagnostics=[DiagnosticModel.of(d) for d in err.diagnostics])
@@ -256,7 +257,7 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
     except (orjson.JSONDecodeError, ValidationError) as err:
         raise HTTPException(422, f"the body must be a JSON object with `source` (pattern "
                             f"text) and `events` (a list of events): {err}") from None
-    patterns = load_patterns(req.source, svc.registry.feature_names())
+    patterns = load_patterns(req.source, svc.registry.feature_names(), schemas=svc.schemas)
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
                     scorer=snapshot_scorer(svc.registry), track_changes=False)
     out = ListSink()

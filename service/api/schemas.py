@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from cep.errors import Diagnostic
 
@@ -29,11 +29,24 @@ class DiagnosticModel(BaseModel):
 
 
 class Problem(BaseModel):
-    """Every error response: `detail` says what went wrong and what to do; a pattern
-    that does not compile also lists its `diagnostics`."""
+    """Every error response, as RFC 9457 problem details (`application/problem+json`):
+    `detail` says what went wrong and what to do; a pattern that does not compile also
+    lists its `diagnostics`, an invalid request its validation `errors`."""
 
-    detail: str | list[Any]
-    diagnostics: list[DiagnosticModel] = Field(default_factory=list)
+    type: str = Field("about:blank", description="a URI naming the problem type")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong and what to do")
+    diagnostics: list[DiagnosticModel] | None = Field(
+        None, description="every problem of a pattern source, with line and column")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="request validation errors (location, message)")
+
+
+# an alert record; service/openapi.py replaces this marker with a reference to the
+# alert's JSON Schema (components.schemas.Alert, from cep/schemas/alert.schema.json)
+ALERT_MARKER = "x-cep-alert"
+Alert = Annotated[dict[str, Any], WithJsonSchema({"type": "object", ALERT_MARKER: True})]
 
 
 # ---------------------------------------------------------------- patterns
@@ -99,10 +112,13 @@ class PatternTestRequest(BaseModel):
 
 class DeadLetterModel(BaseModel):
     """One dead letter, the same record in every mode (`DeadLetter.to_json`): `event`
-    is the decoded event, `raw` the original text of input that was not JSON."""
+    is the decoded event, `raw` the original text of input that was not JSON. Nothing
+    is dropped silently."""
 
-    reason: str
-    detail: str = ""
+    reason: str = Field(description="malformed | schema | missing_time | bad_time | "
+                        "future_timestamp | late | missing_key")
+    detail: str = Field("", description="what exactly was wrong, e.g. the field that "
+                        "violates the schema or the likely time unit")
     position: list[Any] | None = Field(
         None, description='where it came from: ["http", request, index], [file, line], '
         '[topic, partition, offset], ["test", index]')
@@ -112,7 +128,7 @@ class DeadLetterModel(BaseModel):
 
 class PatternTestResponse(BaseModel):
     patterns: list[str]
-    alerts: list[dict[str, Any]]
+    alerts: list[Alert]
     dead_letters: list[DeadLetterModel]
 
 
@@ -161,8 +177,9 @@ class EventsResponse(BaseModel):
 
 class AlertEnvelope(BaseModel):
     id: int = Field(description="sequence id in this process (the SSE id)")
-    topic: str | None
-    alert: dict[str, Any]
+    topic: str | None = Field(description="where the alert went: the pattern's `emit to` "
+                              "topic, else the alert topic (null in embedded mode)")
+    alert: Alert
 
 
 class AlertList(BaseModel):

@@ -1,7 +1,9 @@
 """Produce JSON Lines events to Kafka (a dev/demo tool).
 
     python -m service.kafka.produce --topic transactions events.jsonl
-    python -m service.kafka.produce --topic-field stream --key-field card_id events.jsonl.gz
+    python -m service.kafka.produce --topic-field stream --key-field user_id events.jsonl.gz
+    python -m service.kafka.produce --topic-field stream --key-field user_id \
+        --key-field orders=order_id events.jsonl
     cep generate --events 100000 --out - | python -m service.kafka.produce --topic transactions -
     python -m service.kafka.produce --topic-field stream --create-topics 3 events.jsonl
 
@@ -58,6 +60,17 @@ def bootstrap_from(args: argparse.Namespace) -> str:
     return s.kafka.bootstrap_servers
 
 
+def parse_key_fields(items: list[str] | None) -> dict[str, str]:
+    """`["user_id", "orders=order_id"]` -> {"": "user_id", "orders": "order_id"}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        topic, sep, field = item.rpartition("=")
+        if not field:
+            raise SystemExit(f"--key-field {item!r}: write FIELD or TOPIC=FIELD")
+        out[topic if sep else ""] = field
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m service.kafka.produce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--topic", help="send every event to this topic")
     where.add_argument("--topic-field", help="take each event's topic from this field")
     ap.add_argument("--topic-prefix", default="", help="prefix for --topic-field topics")
-    ap.add_argument("--key-field", help="record key from this field (co-partitioning)")
+    ap.add_argument("--key-field", action="append", metavar="[TOPIC=]FIELD",
+                    help="record key from this field (co-partitioning); TOPIC=FIELD for one "
+                    "topic only; repeatable. Events without the field are counted and sent "
+                    "without a key")
     ap.add_argument("--bootstrap", help="host:port (default: CEP_KAFKA_BOOTSTRAP / --config)")
     ap.add_argument("--config", default=os.environ.get("CEP_CONFIG"))
     ap.add_argument("--create-topics", type=int, metavar="PARTITIONS", default=0,
@@ -93,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             created.add(topic)
 
     failures: list[str] = []
+    key_fields = parse_key_fields(args.key_field)
+    unkeyed: dict[str, int] = {}
 
     def report(err: Any, msg: Any) -> None:
         if err is not None and len(failures) < 10:
@@ -111,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                 topic = args.topic_prefix + v
             ensure(topic)
             key = None
-            if args.key_field:
-                k = _field(line, args.key_field)
+            field = key_fields.get(topic, key_fields.get(""))
+            if field is not None:
+                k = _field(line, field)
+                if k is None:
+                    unkeyed[topic] = unkeyed.get(topic, 0) + 1
                 key = None if k is None else (k if isinstance(k, str) else orjson.dumps(k).decode())
             while True:
                 try:
@@ -132,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"produced {n:,} events in {dt:.1f}s ({n / dt if dt else 0:,.0f}/s)",
               file=sys.stderr)
+    for topic, count in sorted(unkeyed.items()):
+        print(f"warning: {count:,} events to {topic} have no "
+              f"{key_fields.get(topic, key_fields.get(''))!r} field: sent without a key "
+              f"(use --key-field {topic}=FIELD with a field they have)", file=sys.stderr)
     for f in failures[:10]:
         print(f"error: {f}", file=sys.stderr)
     return 1 if failures or left else 0

@@ -5,22 +5,33 @@ chromium-driver`). One browser per session; each test module starts its own real
 
 Without chromium, chromedriver or selenium the tests are skipped with the reason
 (`make test` on a developer machine without a browser still runs the rest).
+Host names other than 127.0.0.1/localhost do not resolve in this browser, so a page
+that needs the internet (a CDN) fails here as it would offline. `live_url` serves a
+fresh embedded service (no patterns) in this process for one test.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+
+from service.api.app import create_app
+from service.config import ApiConfig, Settings
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run", "--window-size=1400,1000",
+    # no network beyond this machine: a page that needs a CDN fails here as offline
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 )
 
 
@@ -58,3 +69,35 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def serve(settings: Settings) -> Iterator[str]:
+    app = create_app(settings, tick_s=0.05)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                            lifespan="on", ws="none", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.state.service.hub.close()
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def live_url(tmp_path: Path) -> Iterator[str]:
+    """A started embedded service with no patterns, on a free port."""
+    settings = Settings(
+        patterns_dir=tmp_path / "patterns", models_dir=tmp_path / "models",
+        data_dir=tmp_path / "var", alerts_file=tmp_path / "out" / "alerts.jsonl",
+        dead_letters_file=tmp_path / "out" / "dead.jsonl", api=ApiConfig(),
+    )
+    yield from serve(settings)

@@ -37,8 +37,12 @@ def pattern_file(tmp_path: Path) -> Path:
     return p
 
 
+T0 = 1_763_712_000_000  # 2025-11-21T08:00:00Z: backtests refuse implausible epoch times
+
+
 def ev(i: int, ts: int, kind: str, user: str = "u1", **kw: object) -> dict[str, object]:
-    return {"id": f"e{i}", "ts": ts, "kind": kind, "user": user, **kw}
+    """An event at T0 + ts milliseconds."""
+    return {"id": f"e{i}", "ts": T0 + ts, "kind": kind, "user": user, **kw}
 
 
 def read_jsonl(p: Path) -> list[dict[str, object]]:
@@ -109,8 +113,9 @@ def test_gzip_input_and_labels(tmp_path: Path, pattern_file: Path) -> None:
             f.write(orjson.dumps(r) + b"\n")
     report = run_backtest(compile_paths([str(pattern_file)]), [path], out=tmp_path / "a.jsonl",
                           label_field="label")
-    assert report.labels == {"pair": {"alerts": 2, "true_positives": 1, "precision": 0.5,
-                                      "incidents": 2, "detected": 1, "recall": 0.5}}
+    assert report.labels == {"pair": {"label": "pair", "alerts": 2, "true_positives": 1,
+                                      "precision": 0.5, "incidents": 2, "detected": 1,
+                                      "recall": 0.5, "alerts_per_incident": 1.0}}
 
 
 def test_alert_ids_are_deterministic(tmp_path: Path, pattern_file: Path) -> None:
@@ -171,8 +176,8 @@ def test_complete_mode_orders_by_the_patterns_time_field(tmp_path: Path) -> None
     p.write_text(T2_PATTERN)
     # file order and `ts` order disagree with t2 order
     events = write(tmp_path / "ev.jsonl", [
-        ev(1, 1, "x", t2=9000), ev(2, 2, "b", t2=5000), ev(3, 3, "a", t2=1000),
-        ev(4, 4, "b", t2=3000),
+        ev(1, 1, "x", t2=T0 + 9000), ev(2, 2, "b", t2=T0 + 5000), ev(3, 3, "a", t2=T0 + 1000),
+        ev(4, 4, "b", t2=T0 + 3000),
     ])
     out, dead = tmp_path / "alerts.jsonl", tmp_path / "dead.jsonl"
     report = run_backtest(compile_paths([str(p)]), [events], out=out, dead_out=dead,
@@ -188,8 +193,8 @@ def test_missing_key_dead_letters_from_a_backtest(tmp_path: Path, pattern_file: 
     (as in Kafka mode); an unkeyed event no pattern would use is ignored."""
     events = write(tmp_path / "ev.jsonl", [
         ev(1, 1000, "a"),
-        {"id": "e2", "ts": 1500, "kind": "a"},  # would start `pair`, has no user
-        {"id": "e3", "ts": 1600, "kind": "x"},  # no user, irrelevant to every pattern
+        {"id": "e2", "ts": T0 + 1500, "kind": "a"},  # would start `pair`, has no user
+        {"id": "e3", "ts": T0 + 1600, "kind": "x"},  # no user, irrelevant to every pattern
         ev(4, 2000, "b"),
     ])
     out, dead = tmp_path / "alerts.jsonl", tmp_path / "dead.jsonl"

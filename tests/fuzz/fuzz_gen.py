@@ -1,5 +1,5 @@
 """Hypothesis strategies for the fuzz tests: random *valid* pattern texts built from
-the grammar (shared/design/pattern-language.md) and random event lists.
+the grammar (docs/language.md) and random event lists.
 
 The pattern strategy tracks what the checker requires (stage scopes, looping stages,
 where `not`, `greedy`, `until` and windows may stand), so most generated texts pass

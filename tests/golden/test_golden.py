@@ -85,7 +85,7 @@ def test_golden(name: str) -> None:
     got = [summary(r) for r in records]
     assert [{**g, "measures": approx_measures(g["measures"])} for g in got] == expected
 
-    # the full record shape (architecture.md, "Alert format")
+    # the full record shape (docs/alerts.md)
     source = (PATTERNS / f"{name}.cep").read_text()
     (severity,) = re.findall(r"\bseverity\s+(\w+)", source)
     by_id = {e["id"]: e for e in load_events(name)}

@@ -2,11 +2,17 @@
 
 Each notebook runs top to bottom in a fresh Python kernel (nbclient + ipykernel); any
 cell that raises fails the test with that cell's traceback. Notebooks are kept small
-(about 50,000 generated events each). They must be saved without outputs, and must not
-write into the checkout (they work in temporary directories).
+(about 50,000 generated events each) and must not write into the checkout (they work
+in temporary directories).
 
-The kernel gets `MPLBACKEND=Agg` (no display) and `OMP_NUM_THREADS=1` (scikit-learn's
-OpenMP threads cost more than they save on small batches, badly so on a busy machine).
+They are committed WITH their outputs, so their plots can be read in the repository:
+`make notebooks` (scripts/execute_notebooks.py) re-executes and saves them. The test
+checks that every code cell was executed in order, that no output is an error, and
+that a fresh run draws the same plots in the same cells.
+
+The kernel gets `OMP_NUM_THREADS=1` (scikit-learn's OpenMP threads cost more than they
+save on small batches, badly so on a busy machine) and matplotlib's inline backend
+(plots become image/png outputs, no display needed).
 """
 
 from __future__ import annotations
@@ -38,19 +44,27 @@ def test_the_notebooks_are_there() -> None:
     assert {p.name for p in NOTEBOOKS} >= {"pattern_authoring.ipynb", "model_training.ipynb"}
 
 
+def plot_cells(nb: nbformat.NotebookNode) -> list[int]:
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+        "image/png" in o.get("data", {}) for o in c.outputs)]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_clean(path: Path) -> None:
+def test_notebook_is_committed_with_its_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    dirty = [
-        i for i, c in enumerate(nb.cells)
-        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
-    ]
-    assert not dirty, f"{path.name}: cells {dirty} have outputs; clear them before saving"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: not executed top to bottom in one run ({counts}); run `make notebooks`")
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: a committed output is an error"
+    assert plot_cells(nb), f"{path.name}: no plot in the committed outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: Path) -> None:
+    committed = nbformat.read(path, as_version=4)
     nb = nbformat.read(path, as_version=4)
     before = snapshot()
     client = NotebookClient(
@@ -59,11 +73,8 @@ def test_notebook_runs(path: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
     )
-    env = {
-        **os.environ,
-        "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
     client.execute(env=env)  # raises CellExecutionError naming the failing cell
     assert snapshot() == before, "the notebook wrote into the checkout"
+    assert plot_cells(nb) == plot_cells(committed), "the plots changed: run `make notebooks`"

@@ -1,6 +1,6 @@
 """Conditions: iterative conditions reading earlier stages, aggregates over loops,
-`last(s)` inside s's own condition, missing fields and null (flink-semantics.md §1,
-§12 DEFINE/aggregates; pattern-language.md "Expressions" and "Missing data")."""
+`last(s)` inside s's own condition, missing fields and null (docs/flink-semantics.md §1,
+§12 DEFINE/aggregates; docs/language.md "Expressions" and "Missing data and types")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Contiguity between stages (`next` / `then` / `then any`) and inside a stage
-(`consecutive` / relaxed / `combinations`): flink-semantics.md §2 and §3.
+(`consecutive` / relaxed / `combinations`): docs/flink-semantics.md §2 and §3.
 
 The documented Flink examples assume Flink's default `noSkip()`; ours is
 `skip past last`, so they are written with `skip none`.

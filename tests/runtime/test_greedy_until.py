@@ -1,4 +1,4 @@
-"""`greedy` and `until` (flink-semantics.md §2, §4, §5, §12 greedy vs reluctant)."""
+"""`greedy` and `until` (docs/flink-semantics.md §2, §4, §5, §12 greedy vs reluctant)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group patterns, including nested groups (flink-semantics.md §10); the cases are
+"""Group patterns, including nested groups (docs/flink-semantics.md §10); the cases are
 GroupITCase's, written with `skip none` (Flink's default). Matches are shown in
 time order (a stage's events of every iteration are listed under its name)."""
 

@@ -1,6 +1,6 @@
 """Keys: one independent matcher per key value; per-key state exists only while the key
 has partial matches (Flink FLINK-23314); events without the key are ignored by the
-pattern (flink-semantics.md §9 "Keys", "State"; pattern-language.md `key`)."""
+pattern (docs/flink-semantics.md §9 "Keys", "State"; docs/language.md `key`)."""
 
 from __future__ import annotations
 

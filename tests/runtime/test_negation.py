@@ -1,5 +1,5 @@
 """Negation: `next not` (notNext) and `then not` (notFollowedBy), in the middle and at
-the end; Stop states discard every successor (flink-semantics.md §0.3, §6, §13.3-4).
+the end; Stop states discard every successor (docs/flink-semantics.md §0.3, §6, §13.3-4).
 
 Cases marked with a Flink test name are NotPatternITCase / GroupITCase cases.
 """
@@ -211,7 +211,7 @@ def test_trailing_then_not_completes_as_a_match_when_time_passes() -> None:
     # the pending match needs time to pass: nothing before the watermark moves on
     assert run_pattern(text, events_from("a1@0 x1@5"), finish=False) == []
     # ... and the end of input (watermark +inf) fires it; its time is the deadline
-    # (architecture.md: "the event time of the completing event or of the deadline")
+    # (docs/alerts.md: "the event time of the completing event or of the deadline")
     assert matches_at(text, "a1@0 x1@5") == [("a1", 10)]
 
 

@@ -1,5 +1,5 @@
 """Quantifiers: `?`, `+`, `*`, `{n}`, `{n,m}`, `{n,}`, `{0,m}`; trailing stages that
-emit every prefix; optional first stage; per-loop windows (flink-semantics.md §3).
+emit every prefix; optional first stage; per-loop windows (docs/flink-semantics.md §3).
 
 Written with `skip none` (Flink's default) unless the case is about our default.
 """

@@ -1,5 +1,5 @@
 """After-match skip strategies: emission order, holding back, pruning
-(flink-semantics.md §8, §12 documented examples, §13.6)."""
+(docs/flink-semantics.md §8, §12 documented examples, §13.6)."""
 
 from __future__ import annotations
 

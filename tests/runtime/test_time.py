@@ -1,5 +1,5 @@
 """Event time: watermarks, out-of-order arrival, late events, equal timestamps, end of
-input (flink-semantics.md §9, §13.7; architecture.md "Data flow").
+input (docs/flink-semantics.md §9, §13.7 and docs/semantics.md "Time").
 
 The watermark is `max time seen - out-of-orderness - 1`; an event at or before the
 watermark is late; buffered events are fed in (time, arrival) order once the

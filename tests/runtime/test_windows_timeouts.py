@@ -1,4 +1,4 @@
-"""Windows and timeouts (flink-semantics.md §7, §13.5).
+"""Windows and timeouts (docs/flink-semantics.md §7, §13.5).
 
 Header `within` is Flink's `within` (FIRST_AND_LAST); a stage `within` is Flink's
 `within(d, PREVIOUS_AND_CURRENT)`, applied to every state of the stage (our documented

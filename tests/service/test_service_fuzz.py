@@ -46,7 +46,10 @@ def _ndjson(ctx: Any, value: Any) -> bytes:
         return value
     if isinstance(value, str):
         return value.encode()
-    return orjson.dumps(value, default=str)
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:  # integers beyond 64 bits: orjson refuses them, JSON does not
+        return json.dumps(value, default=str).encode()
 
 
 @pytest.fixture(scope="module", autouse=True)

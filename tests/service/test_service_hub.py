@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from service_helpers import make_settings
+
 from cep.runtime.engine import Alert
 from service.api.hub import AlertFilter, AlertHub, key_text
+from service.config import KafkaConfig
+from service.service_state import ServiceState
 
 
 def alert(pattern: str = "p", key: Any = "k", severity: str = "low", **rec: Any) -> Alert:
@@ -75,3 +79,18 @@ def test_a_failing_alerts_file_does_not_lose_the_alerts() -> None:
     hub._file = BrokenFile()  # type: ignore[assignment]
     assert [i.id for i in hub.publish([alert()])] == [1]
     assert hub.file_errors == 1 and len(hub) == 1
+
+
+def test_kafka_mode_alerts_name_the_alert_topic(tmp_path: Path) -> None:
+    """In Kafka mode, /alerts shows where an alert without `emit to` went (the alert
+    topic), not `"topic": null`."""
+    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1",
+                                                         alert_topic="my.alerts"))
+    svc = ServiceState(settings)
+    svc.hub.open()
+    try:
+        rec = {"pattern": "p", "key": "k", "severity": "high"}
+        svc._publish([Alert(None, "k", rec), Alert("fraud.alerts", "k", rec)])
+        assert [i.topic for i in svc.hub.recent(after_id=0)] == ["my.alerts", "fraud.alerts"]
+    finally:
+        svc.hub.close()

@@ -179,3 +179,45 @@ def test_cep_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     (line,) = (tmp_path / "out" / "alerts.jsonl").read_bytes().splitlines()
     assert orjson.loads(line)["pattern"] == "card_testing"
     assert (tmp_path / "var" / "patterns" / "card_testing.cep").exists()
+
+
+def test_cep_serve_json_logs_at_a_level(tmp_path: Path) -> None:
+    """`--log-format json`: every line of the log is one JSON object (uvicorn's too);
+    `--log-level warning` leaves out the info lines."""
+    port = free_port()
+    cfg = tmp_path / "cep.toml"
+    cfg.write_text(
+        f'patterns_dir = "{tmp_path / "pats"}"\ndata_dir = "{tmp_path / "var"}"\n'
+        f'models_dir = "{tmp_path / "models"}"\nalerts_file = "{tmp_path / "a.jsonl"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEP_")}
+    outputs = []
+    for level in ("info", "warning"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--config", str(cfg), "--port",
+             str(port), "--log-format", "json", "--log-level", level],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "cep serve did not start"
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            outputs.append(proc.communicate(timeout=60)[0].decode())
+        assert proc.returncode == 0, outputs[-1]
+    info = [orjson.loads(line) for line in outputs[0].splitlines()]
+    assert {r["level"] for r in info} == {"info"}
+    assert all(set(r) == {"time", "level", "logger", "message"} for r in info)
+    messages = [r["message"] for r in info]
+    assert any(m.startswith("cep embedded mode on http://127.0.0.1") for m in messages)
+    assert "Finished server process" in " ".join(messages)
+    assert {"cep.service", "uvicorn.error"} <= {r["logger"] for r in info}
+    assert outputs[1].strip() == ""  # nothing at warning level on a clean start and stop

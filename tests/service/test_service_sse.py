@@ -261,3 +261,18 @@ def test_example_forwarder_is_exact_across_restarts(tmp_path: Path) -> None:
         assert not th.is_alive()
     keys = [orjson.loads(x)["key"] for x in case_file.read_bytes().splitlines()]
     assert keys == ["c0", "c1", "c2", "c7"]
+
+
+def test_tail_without_a_server_names_the_url_and_gives_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    slept: list[float] = []
+    assert tail_sse("http://127.0.0.1:9", {}, io.StringIO(), client=client,
+                    sleep=slept.append, retries=3) == 1
+    err = capsys.readouterr().err
+    assert err.count("cannot reach http://127.0.0.1:9/alerts/stream") == 4
+    assert "gave up after 4 attempts" in err and "is `cep serve` running" in err
+    assert len(slept) == 3
