@@ -1,7 +1,7 @@
 PY ?= python3
 STAMP := .cache/dev-installed
 
-.PHONY: install test check bench demo notebooks kafka-up kafka-down clean
+.PHONY: install test check bench demo notebooks kafka-up kafka-down clean flink-diff
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
@@ -23,6 +23,16 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	cep demo
+
+# Differential test against the real FlinkCEP 1.20.1 (JDK 17 + Maven; not in `make test`):
+# builds the oracle, re-records the corpus that `make test` replays (seed 10), then runs
+# a fresh seed, minimizing what differs. The last line counts agreeing cases.
+FLINK_SEED ?= 11
+FLINK_COUNT ?= 2000
+flink-diff: $(STAMP)
+	bash scripts/flink-oracle.sh
+	PYTHONPATH=$(CURDIR) $(PY) tests/flink/diff.py --seed 10 --count 2500 --record tests/flink/corpus.jsonl
+	PYTHONPATH=$(CURDIR) $(PY) tests/flink/diff.py --seed $(FLINK_SEED) --count $(FLINK_COUNT) --minimize --show 3
 
 notebooks: $(STAMP)
 	$(PY) scripts/execute_notebooks.py   # re-execute and save them with their outputs

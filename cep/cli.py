@@ -6,8 +6,8 @@ The installed `cep` command is assembled in `service/cli.py`, which adds `serve`
 from __future__ import annotations
 
 import argparse
-import os
 import gc
+import os
 import sys
 import tempfile
 import time

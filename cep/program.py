@@ -79,11 +79,14 @@ BindSteps = Callable[[type, type], tuple[tuple[Step | None, ...], StartStep]]
 class Prefilter(Protocol):
     """Per batch: for each event, its key and whether it can matter; appends
     (index, key state) — or (index, key) for patterns with `let` values — to `out`,
-    and the events it cannot key but would start a match on to `unk`."""
+    the events it cannot key but would start a match on to `unk`, and (index, key
+    state) of the skipped events of keys with state to `ticks` when the pattern has
+    windows (their times still advance the key's time)."""
 
     def __call__(self, ds: Sequence[Event], tss: Sequence[int], horizon: float,
                  get: Callable[[Key], Any] | None, create: Callable[[Key], Any] | None,
-                 out: list[tuple[int, Any]], unk: list[Event]) -> None: ...
+                 out: list[tuple[int, Any]], unk: list[Event],
+                 ticks: list[tuple[int, Any]]) -> None: ...
 
 
 # (event, time, key, lets) -> could the event start / touch a match
@@ -160,6 +163,7 @@ class CompiledPattern:
     start_rel: Relevance
     any_rel: Relevance
     skip_safe: bool  # an event failing every event-local test is a no-op for live runs
+    timed: bool  # the pattern has windows: skipped events still advance a key's time
     let_names: tuple[str, ...]
     lets_of: LetsOf
     let_cols: LetCols

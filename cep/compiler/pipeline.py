@@ -5,11 +5,13 @@
 
 - `c<i>(d, ts, key, lets, path)`: condition i, True iff it is TRUE for the current
   event `d` (a dict) given the partial match `path`;
-- `prefilter(ds, tss, horizon, get, create, out, unk)`: the per-batch fast path. For
-  each event it reads the key, and decides relevance: a key with no state needs an
-  event that can start a match (the event-local conditions of the start stage); a key
-  with state needs an event that can touch any condition, unless some contiguity is
-  strict. Events that fail touch nothing; no objects are made for them. Events with
+- `prefilter(ds, tss, horizon, get, create, out, unk, ticks)`: the per-batch fast
+  path. For each event it reads the key, and decides relevance: a key with no state
+  needs an event that can start a match (the event-local conditions of the start
+  stage); a key with state needs an event that can touch some condition, unless the
+  pattern is not skip-safe (`_is_skip_safe`). Events that fail touch nothing; no
+  objects are made for them, except a `(i, key state)` tick when the pattern has
+  windows: the event's time still advances the key's time, as in Flink. Events with
   no usable key that would start a match go to `unk` (`missing_key` candidates);
 - `start_rel`/`any_rel`: the same tests for patterns with `let` values (evaluated
   after the batch's lets are computed);
@@ -145,6 +147,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         start_rel=fns["start_rel"],
         any_rel=fns["any_rel"],
         skip_safe=skip_safe,
+        timed=_timed(program),
         let_names=tuple(b.let_index),
         lets_of=fns["lets_of"],
         let_cols=fns["let_cols"],
@@ -210,7 +213,7 @@ def _add_relevance(b: _Build) -> tuple[ast.Expr, ast.Expr, bool]:
         [codegen.local_part(e, stages) for e in conds.exprs]
         + ([] if all(_cond_nonempty(program)) else [ast.Literal(True)])
     )
-    skip_safe = _is_skip_safe(program, b.pattern)
+    skip_safe = _is_skip_safe(program, b.pattern, conds)
     for name, expr in (("start_rel", start_expr), ("any_rel", any_expr)):
         ec = b.compiler()
         body = ec.truth(expr) if (name == "start_rel" or skip_safe) else "True"
@@ -268,9 +271,19 @@ def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
         if test2 != "True":
             pre += ["    else:"]
             pre += ["        " + ln for ln in setup + ec2.prologue()]
-            pre += [f"        if not {test2}:", "            continue"]
+            pre += [f"        if not {test2}:"]
+            if _timed(b.program):
+                pre += ["            ticks.append((i, ks))"]
+            pre += ["            continue"]
         pre += ["    out.append((i, ks))"]
-    b.add("prefilter", "ds, tss, horizon, get, create, out, unk", pre, "prefilter")
+    b.add("prefilter", "ds, tss, horizon, get, create, out, unk, ticks", pre, "prefilter")
+
+
+def _timed(program: NfaProgram) -> bool:
+    """The pattern has windows: an event the relevance filter skips for a key with
+    state still advances the key's time (Flink's advanceTime before each timestamp),
+    so the prefilter hands it over as a tick, not an event."""
+    return program.window > 0 or any(w > 0 for w in program.expiry)
 
 
 def _add_lets(b: _Build) -> list[ScoreCall]:
@@ -365,14 +378,21 @@ def _cond_nonempty(program: NfaProgram) -> list[bool]:
     ]
 
 
-def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern) -> bool:
-    """True if an event for which every condition is false leaves live partial matches
-    as they are (up to equivalent states), so it can be skipped for keys with state.
+def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern, conds: ConditionTable) -> bool:
+    """True if an event for which every condition is false provably changes no live
+    partial match, so the relevance filter may skip it for keys with state.
 
-    That holds when every state a partial match can rest in has an IGNORE edge that
-    holds when all conditions are false (relaxed contiguity, `then` / `then any`),
-    no IGNORE edge completes a match (a trailing `next not` completes on any event),
-    and there are no groups (their loop-back states rest without IGNORE edges)."""
+    Flink feeds every event of a key to every partial match, and an event failing every
+    condition still fires each edge whose literals are all negated: the IGNORE edge of
+    a relaxed stage, and the edges of the states reached through PROCEED edges. Such an
+    event changes nothing only when, from every state a partial match can rest in, the
+    edges it fires are exactly an IGNORE edge back to that same state. Otherwise it
+    does change something: a relaxed loop moves to its ignore state (which has no
+    PROCEED edge, so a following `next` / `next not` no longer sees the loop as the
+    previous event), a PROCEED into a relaxed stage starts a branch waiting there (one
+    more timed-out partial match), an optional stage moves to its ignore state, a
+    trailing `next not` completes. Groups are never skip-safe (their loop-back states
+    rest without IGNORE edges)."""
     if any(isinstance(s.element, ast.Group) for s in pattern.sequence.steps):
         return False
     resting = {program.start}
@@ -384,9 +404,45 @@ def _is_skip_safe(program: NfaProgram, pattern: ast.Pattern) -> bool:
         st = program.states[idx]
         if idx == program.start or st.kind in (Kind.FINAL, Kind.STOP):
             continue
-        ignores = [e for e in st.edges if e.action == Action.IGNORE]
-        if not any(all(lit < 0 for lit in e.cond) and 0 not in e.cond for e in ignores):
-            return False
-        if any(program.states[e.target].kind == Kind.FINAL for e in ignores):
+        if not _inert(program, conds, idx):
             return False
     return True
+
+
+def _fires_when_all_false(cond: tuple[int, ...], conds: ConditionTable) -> bool:
+    """Does an edge with these literals hold for an event failing every condition?
+    (A composite condition is the conjunction of its literals.)"""
+
+    def value(lit: int) -> bool:
+        if lit == 0:
+            return False
+        i = abs(lit) - 1
+        v = all(value(x) for x in conds.composite[i]) if i in conds.composite else False
+        return v if lit > 0 else not v
+
+    return all(value(lit) for lit in cond)
+
+
+def _inert(program: NfaProgram, conds: ConditionTable, idx: int) -> bool:
+    """An event failing every condition, fed to a run resting at state `idx`, fires
+    exactly one IGNORE edge back to `idx` and nothing else (following PROCEED edges)."""
+    self_ignore = False
+    seen = {idx}
+    stack = [idx]
+    while stack:
+        s = stack.pop()
+        for e in program.states[s].edges:
+            if not _fires_when_all_false(e.cond, conds):
+                continue
+            if e.action == Action.PROCEED:
+                target = program.states[e.target]
+                if target.kind in (Kind.FINAL, Kind.STOP):
+                    return False
+                if e.target not in seen:
+                    seen.add(e.target)
+                    stack.append(e.target)
+            elif e.action == Action.IGNORE and s == idx and e.target == idx:
+                self_ignore = True
+            else:
+                return False
+    return self_ignore

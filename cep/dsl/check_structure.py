@@ -69,6 +69,12 @@ def rule_skip_target(ctx: Context) -> Iterator[Diagnostic]:
     elif info.stage.negated:
         yield ctx.error(skip.span, f"`skip` names `{skip.stage}`, a not stage", "E204",
                         "a not stage never takes events; name a positive stage")
+    elif not any(step.element is info.stage for step in ctx.pattern.sequence.steps):
+        # Flink rejects it too: "The pattern name specified in AfterMatchSkipStrategy can
+        # not be found in the given Pattern" (docs/semantics.md)
+        yield ctx.error(skip.span, f"`skip` names `{skip.stage}`, a stage inside a group",
+                        "E205", "name a stage of the pattern's own sequence, as FlinkCEP "
+                        "requires")
 
 
 # ---------------------------------------------------------------- negation

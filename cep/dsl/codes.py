@@ -33,6 +33,7 @@ CODES: dict[str, str] = {
     "E202": "stage name contains `:`",
     "E203": "`skip to first/last` names an unknown stage",
     "E204": "`skip to first/last` names a not stage",
+    "E205": "`skip to first/last` names a stage inside a group",
     # negation
     "E210": "not stage with a quantifier, `?`, a modifier or `until`",
     "E211": "pattern or group starts with a not stage",

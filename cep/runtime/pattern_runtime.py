@@ -39,6 +39,7 @@ class Staged:
     pos: list[Any]
     cands: list[tuple[int, Any]]
     horizon: float
+    ticks: list[tuple[int, KeyState]]  # skipped events that advance a key's time
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +121,16 @@ class PatternRuntime:
         cands: list[tuple[int, Any]] = []
         get, create = (None, None) if plan.let_names else (self.states.get, self._create)
         unk: list[Any] = []
+        ticks: list[tuple[int, KeyState]] = []  # skipped events that advance a key's time
         try:
-            plan.prefilter(ds, tss, horizon, get, create, cands, unk)
+            plan.prefilter(ds, tss, horizon, get, create, cands, unk, ticks)
         except Exception as exc:  # generated code is total; this guards against bugs
             unk = []
-            cands = self._prefilter_each(ds, tss, horizon, get, create, exc, unk)
+            ticks = []
+            cands = self._prefilter_each(ds, tss, horizon, get, create, exc, unk, ticks)
         if unk:
             unkeyed.extend(unk)
-        return Staged(ds, tss, pos, cands, horizon)
+        return Staged(ds, tss, pos, cands, horizon, ticks)
 
     def score_requests(self, staged: Staged) -> list[ScoreRequest]:
         """Step 2: the `let` score calls the staged events need (feature columns)."""
@@ -146,10 +149,13 @@ class PatternRuntime:
         relevant events."""
         plan = self.plan
         ds, tss, pos, cands = staged.ds, staged.tss, staged.pos, staged.cands
+        ticks = staged.ticks
         if not plan.let_names:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
-            selected = self._with_lets(ds, tss, cands, staged.horizon, scores)
+            selected = self._with_lets(ds, tss, cands, staged.horizon, scores, ticks)
+        if ticks:  # merged into this batch's events in (time, order-by, arrival) order
+            self._ticks(ds, tss, ticks)
         if not selected:
             return
         arrival = self.engine._arrival
@@ -161,15 +167,27 @@ class PatternRuntime:
             ob = tuple(sortable(path_get(d, p)) for p in order_by) if order_by else ()
             ks.nbuf += 1
             fresh.append((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
-        if order_by:
+        if order_by or ticks:
             fresh.sort(key=lambda x: (x[0], x[1], x[2]))
         if self.engine._track_changes:
             self.dirty.update(x[3].key for x in fresh)
         self.stats["buffered"] += len(selected)
 
+    def _ticks(self, ds: list[Any], tss: list[int], ticks: list[tuple[int, KeyState]]) -> None:
+        """Skipped events of keys with state, as time marks (no event object): drain
+        advances the key's time to them, as Flink does before every timestamp."""
+        order_by = self.plan.order_by
+        arrival = self.engine._arrival
+        fresh = self.fresh
+        for i, ks in ticks:
+            ob = tuple(sortable(path_get(ds[i], p)) for p in order_by) if order_by else ()
+            ks.nbuf += 1
+            fresh.append((tss[i], ob, next(arrival), ks, None))
+        fresh.sort(key=lambda x: (x[0], x[1], x[2]))
+
     def _prefilter_each(
         self, ds: list[Any], tss: list[int], horizon: float, get: Any, create: Any,
-        first: BaseException, unk: list[Any],
+        first: BaseException, unk: list[Any], ticks: list[tuple[int, KeyState]],
     ) -> list[tuple[int, Any]]:
         """Slow path after the prefilter raised: event by event, skipping (and counting)
         the events it raises on, so one bad event cannot stop the batch."""
@@ -179,21 +197,25 @@ class PatternRuntime:
         for i in range(len(ds)):
             one: list[tuple[int, Any]] = []
             one_unk: list[Any] = []
+            tick: list[tuple[int, KeyState]] = []
             try:
-                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one, one_unk)
+                plan.prefilter(ds[i:i + 1], tss[i:i + 1], horizon, get, create, one, one_unk,
+                               tick)
             except Exception as exc:
                 self.engine._on_error(plan.module.error(exc, plan.name))
                 continue
             cands.extend((i, x) for _, x in one)
             unk.extend(one_unk)
-        queued = {id(c[1]) for c in cands} | {id(e[3]) for e in self.heap}
+            ticks.extend((i, x) for _, x in tick)
+        queued = ({id(c[1]) for c in cands} | {id(t[1]) for t in ticks}
+                  | {id(e[3]) for e in self.heap})
         for k in [k for k, ks in self.states.items() if ks.idle() and id(ks) not in queued]:
             del self.states[k]  # created by the aborted pass for an event now skipped
         return cands
 
     def _with_lets(
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
-        results: list[list[Any]],
+        results: list[list[Any]], ticks: list[tuple[int, KeyState]],
     ) -> list[tuple[int, KeyState, Any]]:
         plan = self.plan
         if results:
@@ -214,6 +236,8 @@ class PatternRuntime:
                 if ks is None:
                     continue
             elif not plan.any_rel(d, ts, k, lets):
+                if plan.timed:
+                    ticks.append((i, ks))
                 continue
             out.append((i, ks, lets))
         return out
@@ -221,8 +245,12 @@ class PatternRuntime:
     # -- time
 
     def drain(self, watermark: float, out: list[tuple[PatternRuntime, Any, Output]]) -> None:
-        """Feed buffered events and fire timers up to the watermark, merged in time
-        order (a timer before an event of the same time), like Flink's timer service."""
+        """Feed buffered events up to the watermark, then fire the timers it passed, as
+        Flink's CepOperator does on a watermark: per key, the events in (time, order-by,
+        arrival) order, the key's time advanced to each event's time first; then every
+        key with a deadline at or before the watermark is advanced to the watermark
+        itself, so all of its partial matches that have timed out by then are collected
+        before the skip strategy prunes anything (docs/semantics.md, Time)."""
         heap = self.heap
         timers = self.timers
         fresh = self.fresh
@@ -237,27 +265,19 @@ class PatternRuntime:
         while True:
             tf = fresh[fi][0] if fi < nf and fresh[fi][0] <= watermark else INF
             te = heap[0][0] if heap and heap[0][0] <= watermark else INF
-            tt = timers[0][0] if timers and timers[0][0] <= watermark else INF
-            if tt <= te and tt <= tf:
-                if tt == INF:
-                    break
-                d, _, key = pop(timers)
-                ks = self.states.get(key)
-                if ks is None or ks.scheduled != d:
-                    continue  # superseded by a later schedule, or the key is gone
-                ks.scheduled = INF
-                m.advance(ks, d, outs)
+            if tf == INF and te == INF:
+                break
+            # older buffered events first on equal (time, order-by): they arrived first
+            if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
+                ts, _, arrival, ks, ev = pop(heap)
             else:
-                # older buffered events first on equal (time, order-by): they arrived first
-                if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
-                    ts, _, arrival, ks, ev = pop(heap)
-                else:
-                    ts, _, arrival, ks, ev = fresh[fi]
-                    fi += 1
-                ks.nbuf -= 1
+                ts, _, arrival, ks, ev = fresh[fi]
+                fi += 1
+            ks.nbuf -= 1
+            if ks.deadline <= ts:
+                m.advance(ks, ts, outs)
+            if ev is not None:  # None: a skipped event's time (see ingest)
                 ev.seq = next(seq)
-                if ks.deadline <= ts:
-                    m.advance(ks, ts, outs)
                 m.process(ks, ev, outs, arrival < self.drain_from)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
@@ -265,6 +285,17 @@ class PatternRuntime:
             settle(ks)
         for item in fresh[fi:]:  # not due yet: wait in the heap
             heapq.heappush(heap, item)
+        while timers and timers[0][0] <= watermark:
+            d, _, key = pop(timers)
+            ks = self.states.get(key)
+            if ks is None or ks.scheduled != d:
+                continue  # superseded by a later schedule, or the key is gone
+            ks.scheduled = INF
+            m.advance(ks, watermark, outs)
+            if outs:
+                out.extend((self, ks.key, o) for o in outs)
+                outs = []
+            settle(ks)
 
     def _settle(self, ks: KeyState) -> None:
         """After a key changed: enforce limits, release it if empty, else reschedule."""
@@ -311,7 +342,8 @@ class PatternRuntime:
         """Events waiting for the watermark, per key, with their arrival numbers."""
         out: dict[Any, list[tuple[int, Ev]]] = {}
         for entry in self.heap:
-            out.setdefault(entry[3].key, []).append((entry[2], entry[4]))
+            if entry[4] is not None:  # time marks of skipped events are not kept
+                out.setdefault(entry[3].key, []).append((entry[2], entry[4]))
         return out
 
     def load_key(self, key: Any, ks: KeyState, buffered: list[tuple[int, Ev]]) -> None:

@@ -42,6 +42,8 @@ RULES = [
     ("E201", "pattern p { match a then (b then a)+ }", "a)", 0),
     ("E203", "pattern p { skip to first zz match a }", "skip", 0),
     ("E204", "pattern p { within 1m skip to last b match a then not b }", "skip", 0),
+    # FlinkCEP rejects a skip target inside a group (issue 10, class 3)
+    ("E205", "pattern p { skip to last b match a then (b then c){2} }", "skip", 0),
     ("E210", "pattern p { within 1m match a then not b+ }", "+", 0),
     ("E210", "pattern p { within 1m match a then not b? }", "not b", 0),
     ("E210", "pattern p { within 1m match a then not b greedy }", "not b", 0),
@@ -180,7 +182,7 @@ ALLOWED = [
     "pattern p { within 1h match a{2,3} greedy then b+ consecutive until x then (c then d)+ "
     "until y within 10m then e within 1h }",
     # skip targets, group modifiers, single-event quantifier {1}
-    "pattern p { skip to last b match a then (b then c){2} combinations then d{1} where x > 0 "
+    "pattern p { skip to last d match a then (b then c){2} combinations then d{1} where x > 0 "
     "emit { v = d.x } }",
     # a condition of a not stage reads earlier stages; on timeout emit reads stages
     "pattern p { key k within 1m match a then not b where b2 == a.id on timeout emit { x = a.x } }",
