@@ -120,8 +120,12 @@ def startup_entries(
     for r in persisted.values():
         catalog.note_version(r.name, r.version)
     base: Mapping[str, Pattern] = {}
+    # patterns replaced or deleted through the API are not checked again from their
+    # file: a deleted pattern may use a model deleted since (issue 14)
+    overridden = {n for n, r in persisted.items() if r.origin in ("api", "deleted")}
     if patterns_dir.is_dir():
-        base = {p.name: p for p in load_paths([patterns_dir], models=models, schemas=schemas)}
+        base = {p.name: p for p in load_paths([patterns_dir], models=models, schemas=schemas,
+                                              skip=overridden)}
     out: list[PatternEntry] = []
     for name, p in base.items():
         found = persisted.get(name)

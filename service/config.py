@@ -70,9 +70,16 @@ class KafkaConfig(BaseModel):
     topic_partitions: int = 1  # partitions of topics the runner creates (not the changelog)
     transaction_timeout_ms: int = 60_000  # transaction.timeout.ms of the exactly-once producer
     recovery_timeout_ms: int = 300_000  # max time to catch the state store up from the changelog
+    max_key_bytes: int = 4 * 1024  # larger record keys: dead letter key_too_large
+    max_event_bytes: int = 256 * 1024  # larger record values: dead letter event_too_large
+    max_state_bytes_per_key: int = 512 * 1024  # larger: the key's state is dropped (dead letter)
+    max_dead_letter_bytes: int = 900 * 1024  # larger dead letters are written truncated
+    stall_after_ms: int = 60_000  # input waiting, nothing committed this long: /ready 503
+    stall_exit_ms: int = 300_000  # ... this long: the runner stops with an error (0: never)
+    wedged_after_ms: int = 360_000  # the loop has not come round this long: /health 503
 
     @field_validator("tick_interval_ms", "transaction_timeout_ms", "recovery_timeout_ms",
-                     mode="before")
+                     "stall_after_ms", "stall_exit_ms", "wedged_after_ms", mode="before")
     @classmethod
     def _kdur(cls, v: Any) -> int:
         return _ms(v)
@@ -82,8 +89,13 @@ class ApiConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None  # bearer token for every mutating endpoint
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024  # authenticated PUT / DELETE / POST /events
+    max_open_body_bytes: int = 16 * 1024  # requests to endpoints without a body (GET ...)
+    max_test_body_bytes: int = 4 * 1024 * 1024  # dry runs: /patterns/test and /backtest (open)
+    max_test_alerts: int = 1000  # POST /patterns/test answers at most this many alerts
     recent_alerts: int = 10_000
+    compile_timeout_s: float = 10.0  # posted pattern text: compile time bound (a child process)
+    compile_memory_mb: int = 1024  # ... and its address-space bound
 
 
 class Settings(BaseSettings):

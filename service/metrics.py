@@ -61,6 +61,8 @@ class ServiceMetrics:
         self.recent_alerts = Gauge("cep_recent_alerts", "Alerts in the recent-alerts buffer",
                                    registry=r)
         self.ready = Gauge("cep_ready", "1 when the engine loop runs", registry=r)
+        self.stalled = Gauge("cep_stalled", "1 when input waits and the Kafka runner has "
+                             "committed nothing for kafka.stall_after_ms", registry=r)
         self.loop_errors = Counter("cep_loop_errors", "Unexpected errors of the engine loop "
                                    "(a batch failed)", registry=r)
         self.decode_reasons: PyCounter[str] = PyCounter()  # dead letters before the engine

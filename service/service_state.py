@@ -30,6 +30,8 @@ from service.catalog import Catalog
 from service.config import Settings
 from service.control import Control
 from service.embedded.loop import DeadLetterFile, EmbeddedLoop
+from service.kafka import watchdog
+from service.kafka.watchdog import Progress
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
@@ -65,6 +67,7 @@ class ServiceState:
         self.loop: EmbeddedLoop | None = None
         self.stop_event = threading.Event()
         self.ready_event = threading.Event()
+        self.progress: Progress | None = None  # Kafka mode: the runner's watchdog
         self._kafka_thread: threading.Thread | None = None
         self._kafka_error: BaseException | None = None
         self.requests = itertools.count(1)
@@ -92,7 +95,10 @@ class ServiceState:
         self.schemas = stream_schemas(s)
         entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names(),
                                             self.schemas)
-        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer)
+        # embedded mode never checkpoints: recording changed keys for checkpoint() would
+        # only grow (issue 14: ~100 MB per million keys that came and went)
+        engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer,
+                        track_changes=not s.embedded)
         log.info("loaded %d patterns (%s), %d models", len(entries),
                  ", ".join(f"{e.name}@{e.version}" for e in entries) or "none",
                  len(self.registry.names()))
@@ -106,6 +112,9 @@ class ServiceState:
             self.loop.start()
             self.loop.ready.wait(5.0)
         else:
+            k = s.kafka
+            self.progress = Progress(k.stall_after_ms / 1000, k.wedged_after_ms / 1000)
+            watchdog.activate(self.progress)
             self._start_kafka(engine)
         self.metrics.ready.set(1 if self.ready else 0)
 
@@ -118,6 +127,8 @@ class ServiceState:
         self.hub.close()
         self.metrics.ready.set(0)
         activate(None)
+        if self.progress is not None and watchdog.active() is self.progress:
+            watchdog.activate(None)
 
     def _publish(self, alerts: list[Alert]) -> None:
         if not self.settings.embedded:
@@ -171,6 +182,14 @@ class ServiceState:
             return self.loop.ready.is_set() and self.loop.alive
         t = self._kafka_thread
         return t is not None and t.is_alive() and self.ready_event.is_set()
+
+    def stalled(self) -> str | None:
+        """Kafka mode: why the runner makes no progress although input waits, or None."""
+        return None if self.progress is None else self.progress.stalled()
+
+    def wedged(self) -> str | None:
+        """Kafka mode: why the runner's loop counts as stuck (liveness), or None."""
+        return None if self.progress is None else self.progress.wedged()
 
     def not_ready_reason(self) -> str:
         if self.stop_event.is_set():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from cep.dsl.ast import Pattern, PatternFile
@@ -85,11 +85,13 @@ def _expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def load_paths(
     paths: Iterable[str | os.PathLike[str]], models: Models | None = None,
-    schemas: Schemas | None = None,
+    schemas: Schemas | None = None, *, skip: Container[str] = (),
 ) -> tuple[Pattern, ...]:
     """Parse and check files and directories (a directory: every `*.cep` in it, sorted).
     Raises one `PatternError` with the errors of every file, including pattern names
-    defined in more than one file."""
+    defined in more than one file. Patterns named in `skip` are parsed (syntax errors
+    still count) but neither checked nor returned (the service skips those replaced or
+    deleted through its API)."""
     patterns: list[Pattern] = []
     errors: list[Diagnostic] = []
     first_seen: dict[str, str | None] = {}
@@ -99,6 +101,9 @@ def load_paths(
         except PatternError as err:
             errors.extend(err.diagnostics)
             continue
+        if skip:
+            pf = dataclasses.replace(
+                pf, patterns=tuple(p for p in pf.patterns if p.name not in skip))
         found, errs = _checked(pf, models, schemas)
         errors.extend(errs)
         for p in found:

@@ -14,6 +14,7 @@ from cep.dsl.ast import PatternFile
 from cep.dsl.check_context import Context
 from cep.dsl.check_exprs import EXPRESSION_RULES
 from cep.dsl.check_schema import SCHEMA_RULES
+from cep.dsl.check_size import SIZE_RULES
 from cep.dsl.check_structure import STRUCTURE_RULES, file_unique_pattern_names
 from cep.dsl.diagnostics import in_source_order
 from cep.errors import Diagnostic
@@ -23,7 +24,8 @@ PatternRule = Callable[[Context], Iterable[Diagnostic]]
 FileRule = Callable[[PatternFile], Iterable[Diagnostic]]
 
 FILE_RULES: tuple[FileRule, ...] = (file_unique_pattern_names,)
-PATTERN_RULES: tuple[PatternRule, ...] = (*STRUCTURE_RULES, *EXPRESSION_RULES, *SCHEMA_RULES)
+PATTERN_RULES: tuple[PatternRule, ...] = (
+    *STRUCTURE_RULES, *SIZE_RULES, *EXPRESSION_RULES, *SCHEMA_RULES)
 
 
 def check(

@@ -27,6 +27,7 @@ CODES: dict[str, str] = {
     "E153": "too many patterns in a file",
     "E154": "quantifier bound too large",
     "E155": "too many errors; reporting stopped",
+    "E156": "pattern would compile to too large an NFA (nested quantified groups)",
     # names
     "E200": "duplicate pattern name",
     "E201": "duplicate stage name",

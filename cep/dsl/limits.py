@@ -27,3 +27,10 @@ MAX_SYNTAX_ERRORS = 20
 
 MAX_INT = 2**63 - 1
 """Largest integer literal and duration (in milliseconds)."""
+
+MAX_NFA_STATES = 2_500
+"""Most NFA states one pattern may compile to (an upper bound computed before compiling,
+`cep.dsl.check_size`); about a second and 150 MB of compile time at the limit."""
+
+MAX_NFA_EDGES = 3 * MAX_NFA_STATES
+"""Most NFA edges (the bound counts three per state)."""

@@ -40,6 +40,7 @@ events or pending timers.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -228,7 +229,8 @@ class Engine:
         gone = [rt for rt in self._runtimes if rt.name == name]
         for rt in gone:
             self._runtimes.remove(rt)
-            self._removed.extend((rt.name, rt.version, k) for k in rt.states)
+            if self._track_changes:  # state to delete at the next checkpoint
+                self._removed.extend((rt.name, rt.version, k) for k in rt.states)
         self._keychecks.clear()
         return len(gone)
 
@@ -698,6 +700,24 @@ class Engine:
         del self._removed[:removed]
         for rt, keys in taken:
             rt.dirty -= keys
+
+    def drop_key(self, pattern: str, version: int, key: Any) -> bool:
+        """Forget one key's state of one pattern version: its partial matches, held
+        matches and buffered events (its timers then find no state and are skipped);
+        the next checkpoint deletes it from the store. For a key whose state outgrew
+        its limit (service/kafka/record_limits.py). False when there was nothing."""
+        for rt in self._runtimes:
+            if rt.name != pattern or rt.version != version:
+                continue
+            found = rt.states.pop(key, None) is not None
+            if any(e[3].key == key for e in rt.heap):
+                rt.heap[:] = [e for e in rt.heap if e[3].key != key]
+                heapq.heapify(rt.heap)
+                found = True
+            if found and self._track_changes:
+                rt.dirty.add(key)
+            return found
+        return False
 
     def reset(self) -> None:
         """Forget all per-key state, buffered events, timers and watermarks, keeping the

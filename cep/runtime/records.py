@@ -21,7 +21,9 @@ Position = tuple[Any, ...]
 
 # why an input became a dead letter (docs/semantics.md, "Dead letters")
 REASONS = ("malformed", "schema", "missing_time", "bad_time", "future_timestamp", "late",
-           "missing_key")
+           "missing_key",
+           # Kafka mode's record limits (service/kafka/record_limits.py, service/kafka/poison.py)
+           "key_too_large", "event_too_large", "state_too_large", "poison")
 
 
 @dataclass(frozen=True, slots=True)

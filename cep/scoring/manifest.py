@@ -47,6 +47,7 @@ OUTPUTS: tuple[Output, ...] = ("proba", "decision", "anomaly")
 # Model and feature names are written in patterns (`score(txn_risk, amount=amount)`),
 # so they must be identifiers.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _KEYS = ("name", "version", "file", "sha256", "features", "output", "positive_class", "description")
 _REQUIRED = ("name", "version", "file", "sha256", "features", "output")
@@ -169,18 +170,18 @@ class _Validator:
         return value
 
     def _file(self, value: object) -> str:
+        # ASCII letters, digits, `.`, `_`, `-` only: no path separators, no NUL or other
+        # control characters, no bidirectional overrides that make a name read as
+        # another one (issue 14)
         if (
             not isinstance(value, str)
-            or not value
-            or "/" in value
-            or "\\" in value
-            or value.startswith(".")
+            or not _FILE.fullmatch(value)
             or value == "manifest.json"
-            or len(value) > 255
         ):
             self.problems.append(
-                "file must be a plain file name in the model's directory (no path "
-                f"separators, not starting with '.', not manifest.json), got {value!r}"
+                "file must be a plain file name in the model's directory (ASCII letters, "
+                "digits, '.', '_' and '-'; not starting with '.'; not manifest.json), got "
+                f"{value!r}"
             )
             return ""
         return value

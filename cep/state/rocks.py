@@ -1,11 +1,18 @@
-"""RocksDB state store (rocksdict in raw mode: bytes in, bytes out, never pickle)."""
+"""RocksDB state store (rocksdict in raw mode: bytes in, bytes out, never pickle).
+
+Integrity: the database is opened with paranoid checks, every read verifies block
+checksums, and every iteration checks the iterator's status when it ends, so a damaged
+file is an error (`StateCorruptionError`), never a silently shorter state. `verify()`
+reads every key once (at start-up) to find damage before the engine is loaded.
+"""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from cep.errors import CepError
 
@@ -16,24 +23,43 @@ class StateStoreError(CepError):
     rebuild the state from the changelog (exactly-once mode) or from scratch."""
 
 
+class StateCorruptionError(StateStoreError):
+    """A checksum mismatch or another sign of damage in the state store's files: the
+    state read from it would be incomplete. Exactly-once mode rebuilds it from the
+    changelog; at-least-once mode stops (see docs/operations.md, "Faults")."""
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Corruption" in text or "checksum" in text.lower()
+
+
 class RocksStore:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        opts.set_paranoid_checks(True)
         try:
             self._db = Rdict(
                 str(self.path), options=opts,
                 access_type=AccessType.read_only() if read_only else AccessType.read_write(),
             )
         except Exception as exc:  # rocksdict raises plain exceptions
-            raise StateStoreError(f"cannot open state store {self.path}: {exc}") from exc
+            cls = StateCorruptionError if _is_corruption(exc) else StateStoreError
+            raise cls(f"cannot open state store {self.path}: {exc}") from exc
+        self._read = ReadOptions()
+        self._read.set_verify_checksums(True)
+        self._db.set_read_options(self._read)
         self._sync = WriteOptions()
         self._sync.sync = True
 
     def get(self, key: bytes) -> bytes | None:
-        v = self._db.get(key)
+        try:
+            v = self._db.get(key)
+        except Exception as exc:
+            raise self._error("reading", exc) from exc
         return None if v is None else bytes(v)
 
     def write_batch(self, puts: Mapping[bytes, bytes | None]) -> None:
@@ -43,17 +69,43 @@ class RocksStore:
                 wb.delete(k)
             else:
                 wb.put(k, v)
-        self._db.write(wb, self._sync)
+        try:
+            self._db.write(wb, self._sync)
+        except Exception as exc:
+            raise self._error("writing", exc) from exc
 
     def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iter()
-        it.seek(prefix)
-        while it.valid():
-            k = bytes(it.key())
-            if not k.startswith(prefix):
-                break
-            yield k, bytes(it.value())
-            it.next()
+        """Every (key, value) under `prefix`, in key order. Raises `StateCorruptionError`
+        when the iteration stopped at damage instead of at the end."""
+        it = self._db.iter(self._read)
+        try:
+            it.seek(prefix)
+            while it.valid():
+                k = bytes(it.key())
+                if not k.startswith(prefix):
+                    return
+                yield k, bytes(it.value())
+                it.next()
+            it.status()  # raises when the iterator stopped on an error
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            raise self._error("reading", exc) from None
+        finally:
+            del it  # an open iterator keeps the database (and its lock) alive
+
+    def verify(self) -> int:
+        """Read every key and value once (checksums verified); returns the key count."""
+        return sum(1 for _ in self.items())
+
+    def _error(self, what: str, exc: BaseException) -> StateStoreError:
+        cls = StateCorruptionError if _is_corruption(exc) else StateStoreError
+        return cls(f"{what} the state store {self.path} failed: {exc}")
 
     def close(self) -> None:
-        self._db.close()
+        db = self.__dict__.pop("_db", None)
+        if db is None:
+            return
+        db.close()
+        del db  # the lock is released when the last reference goes
+        gc.collect()

@@ -30,7 +30,7 @@ from service.api import (
     problems,
     streams,
 )
-from service.api.limits import BodyLimitMiddleware
+from service.api.limits import BodyLimitMiddleware, BodyLimits
 from service.api.models import ModelConflictError
 from service.api.schemas import DiagnosticModel
 from service.config import Settings
@@ -76,7 +76,9 @@ def create_app(
     app = FastAPI(title="cep", version=_version(), description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = fresh() if state is None else state
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    api = settings.api
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        api.max_body_bytes, api.max_open_body_bytes, api.max_test_body_bytes, api.token))
     for module in (patterns, models, events, alerts, streams, ops, backtest, console):
         app.include_router(module.router)
     _error_handlers(app)

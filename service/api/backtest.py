@@ -36,7 +36,13 @@ from service.api.console_schemas import (
     PatternHistoryResponse,
     RollbackRequest,
 )
-from service.api.patterns import PatternName, engine_snapshot, put_pattern_sync, service
+from service.api.patterns import (
+    PatternName,
+    bounded_compile,
+    engine_snapshot,
+    put_pattern_sync,
+    service,
+)
 from service.api.responses import E401, E413, E503, problem
 from service.api.schemas import DeadLetterModel, PatternChange
 from service.api.security import Authorized
@@ -73,6 +79,7 @@ def backtest_sync(svc: ServiceState, body: bytes) -> BacktestResponse:
         raise HTTPException(422, f"the body must be a JSON object with `source` and "
                             f"`events` or `sample`: {err}") from None
     models = svc.registry.feature_names()
+    bounded_compile(svc, req.source.encode())
     patterns = load_patterns(req.source, models)
     events = sample_events(svc, req)
     stream = req.stream

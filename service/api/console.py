@@ -90,7 +90,10 @@ def console_info(request: Request) -> ConsoleInfo:
     return ConsoleInfo(
         mode="embedded" if svc.settings.embedded else "kafka",
         version=request.app.version, auth_required=bool(svc.settings.api.token),
-        max_body_bytes=svc.settings.api.max_body_bytes, max_dry_run_events=MAX_EVENTS,
+        # the largest body a dry run takes (an uploaded events file goes to one)
+        max_body_bytes=min(svc.settings.api.max_body_bytes,
+                           svc.settings.api.max_test_body_bytes),
+        max_dry_run_events=MAX_EVENTS,
     )
 
 

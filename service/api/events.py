@@ -1,10 +1,11 @@
 """`POST /events`: embedded-mode ingestion (a JSON array or NDJSON).
 
-The body is decoded here (bad elements and lines become dead letters with reason
-`malformed`, never an error response), queued to the engine loop as one batch, and
-the response comes after the loop processed it: how many events were received and
-accepted, the dead letters per reason (decode errors, missing or bad time, future
-timestamps, late) with the first ones in detail, and how many alerts the batch gave.
+The body is decoded as it arrives (NDJSON line by line: `IncrementalDecoder`); bad
+elements and lines become dead letters with reason `malformed`, never an error
+response. It is queued to the engine loop as one batch, and the response comes
+after the loop processed it: how many events were received and accepted, the dead
+letters per reason (decode errors, missing or bad time, future timestamps, late)
+with the first ones in detail, and how many alerts the batch gave.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from service.api.patterns import service
 from service.api.responses import E401, E413, E503, problem
 from service.api.schemas import EventsResponse
 from service.api.security import Authorized
-from service.embedded.ingest import decode_body
+from service.embedded.ingest import IncrementalDecoder
 from service.service_state import EngineUnavailableError
 
 router = APIRouter(tags=["events"])
@@ -57,12 +58,15 @@ async def post_events(
     loop = svc.loop
     if loop is None or not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
-    body = await request.body()
-    n = next(svc.requests)
-    if len(body) > 256 * 1024:
-        batch = await asyncio.to_thread(decode_body, body, n)
-    else:
-        batch = decode_body(body, n)
+    decoder = IncrementalDecoder(next(svc.requests))
+    pending = 0
+    async for chunk in request.stream():  # the body limit is counted by the middleware
+        decoder.feed(chunk)
+        pending += len(chunk)
+        if pending >= 256 * 1024:  # let other requests run between large pieces
+            pending = 0
+            await asyncio.sleep(0)
+    batch = await asyncio.to_thread(decoder.finish) if decoder.whole else decoder.finish()
     batch.stream, batch.partition = stream, partition
     async with svc.inflight:
         outcome = await asyncio.wrap_future(loop.submit(batch))

@@ -6,7 +6,8 @@
   catch-up of an SSE client that reconnects with `Last-Event-ID`);
 - every open SSE stream gets them (`subscribe`): publishing happens on the engine's
   thread and hands the batch to each subscriber's asyncio loop; a subscriber that
-  falls more than `max_pending` alerts behind is closed, and catches up from the
+  is more than `max_pending` alerts behind when a batch comes is closed (the batch's
+  own size does not count: one large batch never cuts off a fast client), and catches up from the
   buffer when it reconnects with its last id;
 - in embedded mode they are appended to the alerts file (JSONL).
 
@@ -102,11 +103,14 @@ class Subscription:
             self.closed = True
             self.queue.put_nowait(None)
             return
-        self.pending += len(items)
         if self.pending > self.max_pending:
-            self.closed = True  # too slow: end the stream; it resumes from the buffer
+            # too slow: more than max_pending alerts not taken before this batch (a
+            # batch larger than max_pending alone does not cut off a fast client); end
+            # the stream, it resumes from the buffer
+            self.closed = True
             self.queue.put_nowait(None)
             return
+        self.pending += len(items)
         self.queue.put_nowait(items)
 
     async def get(self) -> list[HubItem] | None:

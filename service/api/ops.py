@@ -7,25 +7,34 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.patterns import engine_snapshot, service
+from service.api.problems import problem
+from service.api.responses import problem as problem_response
 from service.api.schemas import Health, Ready
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the process answers")
-def health() -> Health:
-    return Health(status="ok")
+@router.get("/health", response_model=Health,
+            responses=problem_response(503, "Kafka mode: the runner's loop is wedged"),
+            summary="Liveness: the process answers (and, with Kafka, its loop comes round)")
+def health(request: Request) -> Response:
+    wedged = service(request).wedged()
+    if wedged is not None:
+        return problem(503, wedged)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/ready", response_model=Ready,
             responses={503: {"model": Ready, "description": "not ready yet (or stopping)"}},
-            summary="Readiness: the engine loop runs (state restored in Kafka mode)")
+            summary="Readiness: the engine loop runs (Kafka: state restored, not stalled)")
 def ready(request: Request) -> Response:
     svc = service(request)
-    ok = svc.ready
+    stalled = svc.stalled()
+    svc.metrics.stalled.set(0 if stalled is None else 1)
+    ok = svc.ready and stalled is None
     svc.metrics.ready.set(1 if ok else 0)
     body = Ready(ready=ok, mode="embedded" if svc.settings.embedded else "kafka",
-                 detail=None if ok else svc.not_ready_reason())
+                 detail=None if ok else stalled or svc.not_ready_reason())
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
@@ -35,6 +44,8 @@ def ready(request: Request) -> Response:
 def metrics(request: Request) -> Response:
     svc = service(request)
     engine_snapshot(svc, timeout=1.0)  # fresh engine figures when the loop answers in time
-    svc.metrics.ready.set(1 if svc.ready else 0)
+    stalled = svc.stalled()
+    svc.metrics.stalled.set(0 if stalled is None else 1)
+    svc.metrics.ready.set(1 if svc.ready and stalled is None else 0)
     svc.metrics.recent_alerts.set(len(svc.hub))
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

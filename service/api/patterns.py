@@ -28,6 +28,7 @@ from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch
 from cep.runtime.snapshot import EngineSnapshot
+from service.api.compile_guard import check_compile_cost
 from service.api.hub import dumps
 from service.api.responses import E401, E413, E503, Responses, problem
 from service.api.schemas import (
@@ -148,6 +149,7 @@ def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[Pattern
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
     catalog, store = svc.catalog, svc.patterns_store
+    bounded_compile(svc, body)
     with catalog.lock:
         pattern = load_one(body, name, svc.registry.feature_names(), schemas=svc.schemas)
         text = body.decode("utf-8")  # load_one checked it is UTF-8
@@ -228,10 +230,20 @@ async def delete_pattern(name: PatternName, request: Request) -> PatternDeleted:
 # ---------------------------------------------------------------- dry runs
 
 
+def bounded_compile(svc: ServiceState, body: bytes) -> None:
+    """Posted text is compiled by a bounded child process first
+    (service/api/compile_guard.py)."""
+    api = svc.settings.api
+    check_compile_cost(body, svc.registry.feature_names(), timeout_s=api.compile_timeout_s,
+                       memory_mb=api.compile_memory_mb)
+
+
 def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:
     try:
         patterns, diags = check_source(body, svc.registry.feature_names(),
                                        schemas=svc.schemas)
+        if not any(d.severity == "error" for d in diags):
+            bounded_compile(svc, body)
     except PatternError as err:
         return ValidateResponse(ok=False, patterns=[],
                                 diagnostics=[DiagnosticModel.of(d) for d in err.diagnostics])
@@ -257,6 +269,7 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
     except (orjson.JSONDecodeError, ValidationError) as err:
         raise HTTPException(422, f"the body must be a JSON object with `source` (pattern "
                             f"text) and `events` (a list of events): {err}") from None
+    bounded_compile(svc, req.source.encode())
     patterns = load_patterns(req.source, svc.registry.feature_names(), schemas=svc.schemas)
     engine = Engine(compile_all(patterns), engine_config(svc.settings),
                     scorer=snapshot_scorer(svc.registry), track_changes=False)
@@ -267,10 +280,13 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
                       partition="test", received=n))
     if req.finish:
         driver.finish()
+    cap = svc.settings.api.max_test_alerts
     answer = {
         "patterns": [p.name for p in patterns],
-        "alerts": [a.record for a in out.alerts],
-        "dead_letters": [d.to_json() for d in out.dead_letters],
+        "alerts": [a.record for a in out.alerts[:cap]],
+        "alerts_omitted": max(0, len(out.alerts) - cap),
+        "dead_letters": [d.to_json() for d in out.dead_letters[:cap]],
+        "dead_letters_omitted": max(0, len(out.dead_letters) - cap),
     }
     return dumps(answer)
 
@@ -280,8 +296,11 @@ def test_sync(svc: ServiceState, body: bytes) -> bytes:
              summary="Dry run: pattern text over posted events, returns the alerts")
 async def test_patterns(request: Request) -> Response:
     """Runs in a throwaway engine with the service's time settings and models; no
-    state of the service is touched. With `finish` (default) the input ends after the
-    events, so windows and `on timeout` fire."""
+    state of the service is touched. The body may be up to `api.max_test_body_bytes`;
+    the answer holds at most `api.max_test_alerts` alerts and as many dead letters,
+    with the number left out in `alerts_omitted` / `dead_letters_omitted`. With
+    `finish` (default) the input ends after the events, so windows and `on timeout`
+    fire."""
     body = await request.body()
     data = await run_in_threadpool(test_sync, service(request), body)
     return Response(data, media_type="application/json")

@@ -128,8 +128,10 @@ class DeadLetterModel(BaseModel):
 
 class PatternTestResponse(BaseModel):
     patterns: list[str]
-    alerts: list[Alert]
+    alerts: list[Alert] = Field(description="the first `api.max_test_alerts` alerts")
+    alerts_omitted: int = Field(0, description="alerts not returned (over the cap)")
     dead_letters: list[DeadLetterModel]
+    dead_letters_omitted: int = Field(0, description="dead letters not returned")
 
 
 # ---------------------------------------------------------------- models

@@ -4,6 +4,7 @@ With `api.token` (or `CEP_API_TOKEN`) set, a mutating request needs
 `Authorization: Bearer TOKEN`; the token is compared in constant time
 (`hmac.compare_digest`). Without a token configured the API is open, which is why the
 server binds to 127.0.0.1 unless told otherwise. Reads (GET) stay open.
+`service.api.limits` applies the same check to the headers before the body is read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+AUTH_MISSING = "this endpoint needs the API token: send 'Authorization: Bearer <token>'"
+AUTH_WRONG = "missing or wrong API token: send 'Authorization: Bearer <token>'"
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -32,9 +36,7 @@ def require_token(
     if not given or not hmac.compare_digest(given.encode(), token.encode()):
         raise HTTPException(
             status_code=401,
-            detail="missing or wrong API token: send 'Authorization: Bearer <token>'"
-            if given else "this endpoint needs the API token: send 'Authorization: Bearer "
-            "<token>'",
+            detail=AUTH_WRONG if given else AUTH_MISSING,
             headers={"WWW-Authenticate": "Bearer"},
         )
 

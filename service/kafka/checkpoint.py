@@ -49,13 +49,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from cep.errors import CepError
 from cep.runtime.engine import Engine
 from cep.state.store import StateStore
+from service.kafka.bounded import CallTimedOut, bounded
 from service.kafka.io import Deliveries, produce
 from service.kafka.store import (
     CHANGELOG_POS_KEY,
@@ -145,11 +146,10 @@ class AtLeastOnceCheckpoint:
         self.deliveries = deliveries
         self.flush_log_s = flush_log_s
         self.stop_waiting = stop_waiting
+        # drops over-limit state from the puts (with dead letters); returns how many
+        self.state_filter: Callable[[dict[bytes, bytes | None]], int] | None = None
 
-    def commit(self, positions: Mapping[TP, int], *, sync_commit: bool = False) -> CheckpointInfo:
-        t0 = time.monotonic()
-        # 1. every produced alert / dead letter acknowledged (the producer retries for
-        #    up to message.timeout.ms; a broker restart is waited out here)
+    def _flush(self) -> None:
         while True:
             left = self.producer.flush(self.flush_log_s)
             if left == 0:
@@ -163,8 +163,17 @@ class AtLeastOnceCheckpoint:
             self.deliveries.reset()
             raise RewindError(f"checkpoint: produce failed ({failures}); "
                               "replaying from the previous checkpoint")
-        # 2. state deltas + input offsets: one consistent cut
+
+    def commit(self, positions: Mapping[TP, int], *, sync_commit: bool = False) -> CheckpointInfo:
+        t0 = time.monotonic()
+        # 1. every produced alert / dead letter acknowledged (the producer retries for
+        #    up to message.timeout.ms; a broker restart is waited out here)
+        self._flush()
+        # 2. state deltas + input offsets: one consistent cut; a key's state over its
+        #    limit is dropped with a dead letter, acknowledged before the write
         puts = self.engine.checkpoint()
+        if self.state_filter is not None and self.state_filter(puts):
+            self._flush()
         puts.update(offset_puts(positions))
         # 3. one atomic, synced write; only then are the deltas taken
         self.store.write_batch(puts)
@@ -195,6 +204,10 @@ FENCED_CODES = frozenset(
 )
 
 
+FENCED_LIMIT = 3
+FENCED_WINDOW_S = 600.0
+
+
 class Transactions:
     """The transactional producer's lifecycle: one transaction per checkpoint interval,
     begun lazily at the first record, and its error handling as confluent-kafka
@@ -202,10 +215,14 @@ class Transactions:
     transaction; anything else: fatal for this producer)."""
 
     def __init__(self, producer: TxnProducerLike, *, timeout_s: float = 60.0,
-                 retry_backoff_s: float = 0.2) -> None:
+                 retry_backoff_s: float = 0.2, grace_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.retry_backoff_s = retry_backoff_s
+        self.grace_s = grace_s  # a call still blocked this long after its timeout: abandoned
+        self.clock = clock
+        self.fencings: list[float] = []  # when the producer was fenced (see _fail)
         self.open = False
 
     def begin(self) -> None:
@@ -228,9 +245,13 @@ class Transactions:
         if not self.open:
             return True
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            bounded(lambda: self.producer.abort_transaction(self.timeout_s),
+                    self.timeout_s + self.grace_s, "abort_transaction")
         except KafkaException as exc:
             log.error("abort_transaction failed: %s", exc.args[0])
+            return False
+        except CallTimedOut as exc:
+            log.error("%s", exc)
             return False
         finally:
             self.open = False
@@ -249,33 +270,44 @@ class Transactions:
 
     def _call(self, what: str, fn: Callable[[], None], *, unknown: bool = False) -> None:
         deadline = time.monotonic() + self.timeout_s
+        outcome = "the outcome of the commit is unknown" if unknown else "giving up"
         while True:
             try:
-                fn()
+                bounded(fn, self.timeout_s + self.grace_s, what)
                 return
+            except CallTimedOut as exc:
+                problem = f"{exc} (librdkafka's own timeout is {self.timeout_s:.0f}s)"
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
-                    if time.monotonic() < deadline:
-                        log.warning("%s: %s; retrying", what, err)
-                        time.sleep(self.retry_backoff_s)
-                        continue
-                    self.open = False
-                    raise RewindError(
-                        f"{what}: still failing after {self.timeout_s:.0f}s ({err}); "
-                        + ("the outcome of the commit is unknown" if unknown else "giving up"),
-                        recreate_producer=True,
-                    ) from None
-                self._fail(what, err)
-
-    def _fail(self, what: str, err: KafkaError) -> None:
-        if err.code() in FENCED_CODES:
+                if not (err.retriable() and not err.txn_requires_abort() and not err.fatal()):
+                    self._fail(what, err)
+                if time.monotonic() < deadline:
+                    log.warning("%s: %s; retrying", what, err)
+                    time.sleep(self.retry_backoff_s)
+                    continue
+                problem = f"{what}: still failing after {self.timeout_s:.0f}s ({err})"
             self.open = False
-            raise ProducerFencedError(
-                f"{what}: {err}. Another process with transactional.id "
-                "took over; this one stops. Give every process its own "
-                "kafka.transactional_id and state_dir."
-            ) from None
+            raise RewindError(f"{problem}; {outcome}", recreate_producer=True) from None
+
+    def _fail(self, what: str, err: KafkaError) -> NoReturn:
+        if err.code() in FENCED_CODES:
+            # A broker restart can fence the only producer of a transactional.id (its
+            # transaction timed out and the coordinator bumped the epoch): recreate the
+            # producer and replay. Fenced again and again means another process really
+            # uses the same id: stop.
+            self.open = False
+            now = self.clock()
+            self.fencings = [t for t in self.fencings if now - t < FENCED_WINDOW_S] + [now]
+            if len(self.fencings) >= FENCED_LIMIT:
+                raise ProducerFencedError(
+                    f"{what}: {err}; fenced {len(self.fencings)} times within "
+                    f"{FENCED_WINDOW_S / 60:.0f} min: another process probably uses "
+                    "transactional.id too. This one stops. Give every process its own "
+                    "kafka.transactional_id and state_dir."
+                ) from None
+            raise RewindError(f"{what}: {err}; the producer was fenced (epoch bumped, e.g. "
+                              "after a broker restart): recreating it",
+                              recreate_producer=True) from None
         if err.txn_requires_abort():
             ok = self.abort()
             raise RewindError(f"{what}: {err}; transaction aborted",
@@ -306,6 +338,8 @@ class ExactlyOnceCheckpoint:
         # the changelog is empty but the store is not (switching from at-least-once):
         # the first checkpoint writes the whole store to the changelog
         self.seed_snapshot = seed_snapshot
+        # drops over-limit state from the puts (with dead letters, in the transaction)
+        self.state_filter: Callable[[dict[bytes, bytes | None]], int] | None = None
 
     def commit(self, positions: Mapping[TP, int]) -> CheckpointInfo:
         t0 = time.monotonic()
@@ -313,7 +347,10 @@ class ExactlyOnceCheckpoint:
         puts: dict[bytes, bytes | None] = {}
         if self.seed_snapshot:
             puts.update(replicated_items(self.store))
-        puts.update(self.engine.checkpoint())
+        deltas = self.engine.checkpoint()
+        if self.state_filter is not None:
+            self.state_filter(deltas)
+        puts.update(deltas)
         puts.update(offset_puts(positions))
         # 2. the changelog records, in the open transaction
         self.deliveries.changelog_next = None

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from cep.runtime.engine import Alert, DeadLetter, Engine
 from service.config import Settings
+from service.kafka.record_limits import RecordLimits
 
 log = logging.getLogger("cep.kafka")
 
@@ -175,10 +176,13 @@ class PartitionBatch:
         return out
 
 
-def decode(msgs: Sequence[Message]) -> tuple[dict[TP, PartitionBatch], list[KafkaError]]:
+def decode(msgs: Sequence[Message], limits: RecordLimits | None = None
+           ) -> tuple[dict[TP, PartitionBatch], list[KafkaError]]:
     """Group records per (topic, partition) in consume order and decode their JSON.
     A value that is not a JSON object (bad bytes, a scalar, a list, null) is a
-    `malformed` dead letter. Error events of the consumer are returned apart."""
+    `malformed` dead letter; a key or value over `limits` is a `key_too_large` /
+    `event_too_large` one, never decoded. Error events of the consumer are returned
+    apart."""
     groups: dict[TP, PartitionBatch] = {}
     errors: list[KafkaError] = []
     loads = orjson.loads
@@ -209,6 +213,11 @@ def decode(msgs: Sequence[Message]) -> tuple[dict[TP, PartitionBatch], list[Kafk
             lt, lp = t, p
         last = off
         v = m.value()
+        if limits is not None:
+            over = limits.check(m.key(), v)
+            if over is not None:
+                b.dead.append(DeadLetter(None, (t, p, off), over[0], over[1]))
+                continue
         try:
             d = loads(v)  # type: ignore[arg-type]
         except (jerr, TypeError) as exc:
@@ -294,3 +303,18 @@ def produce(
             return
         except BufferError:
             producer.poll(0.05)
+
+
+def topic_max_message_bytes(admin: AdminClient, topic: str, timeout: float = 30.0
+                            ) -> int | None:
+    """The topic's `max.message.bytes` (None when it cannot be read)."""
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    try:
+        res = ConfigResource("topic", topic)
+        configs = admin.describe_configs([res], request_timeout=timeout)[res].result(timeout)
+        entry = configs.get("max.message.bytes")
+        return None if entry is None or entry.value is None else int(entry.value)
+    except (KafkaException, ValueError) as exc:
+        log.warning("cannot read max.message.bytes of topic %s: %s", topic, exc)
+        return None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import functools
 import logging
 import signal
 import sys
@@ -42,14 +43,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from cep.errors import CepError
 from cep.runtime.driver import Driver
 from cep.runtime.engine import Engine
 from cep.runtime.records import Alert, Batch, DeadLetter, Result
-from cep.state.rocks import RocksStore, StateStoreError
+from cep.state.rocks import RocksStore, StateCorruptionError, StateStoreError
 from cep.state.store import StateStore
 from service import metrics as service_metrics
 from service.config import Settings
 from service.control import Control
+from service.kafka import watchdog
+from service.kafka.bounded import CallTimedOut, bounded
 from service.kafka.changelog import CHANGELOG_CONFIG, Recovery, recover_store
 from service.kafka.checkpoint import (
     AtLeastOnceCheckpoint,
@@ -73,8 +77,21 @@ from service.kafka.io import (
     output_topics,
     produce,
     producer_config,
+    topic_max_message_bytes,
 )
+from service.kafka.poison import PoisonGuard
+from service.kafka.record_limits import (
+    CHANGELOG_OVERHEAD,
+    OversizedState,
+    check_changelog_limit,
+    drop_oversized_state,
+    limits_of,
+    shrink_dead_letter,
+    state_dead_letter,
+)
+from service.kafka.stall import StallCheck
 from service.kafka.store import load_engine, register_partitions, stored_offsets
+from service.kafka.watchdog import Progress
 
 log = logging.getLogger("cep.kafka")
 
@@ -141,6 +158,12 @@ class KafkaRunner:
         self.deliveries = Deliveries(self.k.changelog_topic if self.eos else None)
         self.admin: AdminClient | None = None
         self.checkpointer: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint | None = None
+        self.progress = watchdog.active() or Progress(self.k.stall_after_ms / 1000,
+                                                      self.k.wedged_after_ms / 1000)
+        self.consumer_fatal: KafkaError | None = None
+        self._stall = StallCheck(self)
+        self.limits = limits_of(self.k)  # poison records (service/kafka/record_limits.py)
+        self.poison = PoisonGuard()  # records that fail again and again (service/kafka/poison.py)
         self._to_notify: list[Alert] = []
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
@@ -158,6 +181,7 @@ class KafkaRunner:
             self._ensure_topics(first=True)
             seed = False
             if self.eos:
+                self._check_changelog_limit()
                 self._new_txn_producer()
                 seed = self._recover_changelog()
             else:
@@ -167,18 +191,23 @@ class KafkaRunner:
             log.info("state restored: %s; watermark %s", stats or "empty",
                      _wm(self.engine.watermark()))
             self._signature = self.engine.signature()
-            self.consumer = Consumer(self._with_cb(consumer_config(self.settings)))
+            cconf = consumer_config(self.settings)
+            cconf["error_cb"] = self._on_consumer_error
+            self.consumer = Consumer(cconf)
             self.checkpointer = self._make_checkpointer(seed)
             self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self.progress.start()
             while not self.stop.is_set():
                 self._iteration()
             self._shutdown()
         finally:
+            self.progress.stop()
             self._close()
 
     def _iteration(self) -> None:
         try:
+            self._stall.beat()  # the watchdog (service/kafka/watchdog.py); may stop the runner
             if self.control.run_pending(self.engine):
                 self._patterns_changed()
             if self.pending_rewind is not None:
@@ -225,21 +254,43 @@ class KafkaRunner:
         if self.producer is not None and not self.eos:
             self.producer.flush(5)
         if self.store is not None:
-            self.store.close()
+            try:
+                self.store.close()
+            except Exception as exc:  # e.g. "Writer has previous error" after a full disk
+                log.warning("closing the state store: %s", exc)
             self.store = None
 
     # ------------------------------------------------------------------ setup
 
     def _open_store(self) -> StateStore:
+        """Open RocksDB and read it whole once (checksums verified), so damage is found
+        before the engine loads a partial state (docs/operations.md, "Faults")."""
         path = self.settings.state_dir
         try:
-            return RocksStore(path)
-        except StateStoreError:
-            if not self.eos:
+            store = RocksStore(path)
+            try:
+                keys = store.verify()
+            except StateStoreError:
+                store.close()
                 raise
+            log.info("state store %s: %d keys, checksums verified", path, keys)
+            return store
+        except StateStoreError as exc:
+            if not isinstance(exc, StateCorruptionError):
+                # locked by another process, no space left, ...: moving it aside would
+                # not help (and could hide another process's store)
+                raise KafkaRunnerError(f"{exc}. Fix the cause and restart.") from exc
+            if not self.eos:
+                raise KafkaRunnerError(
+                    f"{exc}. At-least-once mode has no changelog to rebuild it from: the "
+                    f"service stops rather than resume with part of its state. Move "
+                    f"{path} away and restart to start without state from the group's "
+                    f"committed offsets (partial matches in flight are lost), or reset the "
+                    f"group's offsets to replay."
+                ) from exc
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
-            log.error("state store %s cannot be opened; moved to %s, rebuilding it from the "
-                      "changelog %s", path, aside, self.k.changelog_topic)
+            log.error("state store %s is unreadable or damaged (%s); moved to %s, rebuilding "
+                      "it from the changelog %s", path, exc, aside, self.k.changelog_topic)
             path.rename(aside)
             return RocksStore(path)
 
@@ -266,6 +317,17 @@ class KafkaRunner:
                 log.warning("kafka: %s (%d client errors so far; librdkafka retries)",
                             err.str(), self.stats["client_errors"])
 
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        """A fatal consumer error (e.g. "static consumer fenced" after a broker restart)
+        leaves the consumer without partitions for good: the runner stops with an error
+        (exit 1) and its supervisor restarts it; the restart resumes from the last
+        checkpoint. Other errors: as for the producer."""
+        if err.fatal():
+            log.error("kafka consumer fatal error: %s", err)
+            self.consumer_fatal = err
+        else:
+            self._on_client_error(err)
+
     def _ensure_topics(self, *, first: bool = False) -> None:
         if not self.k.create_topics or self.admin is None:
             return
@@ -274,18 +336,36 @@ class KafkaRunner:
             ensure_topics(self.admin, wanted, partitions=self.k.topic_partitions)
             self._topics_known |= wanted
         if first and self.eos:
+            need = self.limits.max_state_bytes_per_key + CHANGELOG_OVERHEAD
             ensure_topics(self.admin, [self.k.changelog_topic], partitions=1,
-                          config=CHANGELOG_CONFIG)
+                          config={**CHANGELOG_CONFIG, "max.message.bytes": str(need)})
+
+    def _check_changelog_limit(self) -> None:
+        """The changelog topic and the producer must take a key's largest state."""
+        assert self.admin is not None
+        topic = self.k.changelog_topic
+        topic_max = topic_max_message_bytes(self.admin, topic)
+        conf = producer_config(self.settings, transactional=True)
+        problem = check_changelog_limit(topic_max, int(conf.get("message.max.bytes",
+                                                                1_000_000)),
+                                        self.limits, topic)
+        if problem is not None:
+            raise KafkaRunnerError(problem)
 
     def _new_txn_producer(self) -> None:
         """A transactional producer; init_transactions fences any older producer with the
         same transactional.id and aborts the transaction it left open."""
         producer = Producer(self._with_cb(producer_config(self.settings, transactional=True)))
-        deadline = time.monotonic() + self.k.transaction_timeout_ms / 1000 * 2
+        timeout = self.k.transaction_timeout_ms / 1000
+        deadline = time.monotonic() + timeout * 2
         while True:
             try:
-                producer.init_transactions(self.k.transaction_timeout_ms / 1000)
+                bounded(functools.partial(producer.init_transactions, timeout), timeout + 15,
+                        "init_transactions")
                 break
+            except CallTimedOut as exc:
+                raise KafkaRunnerError(f"{exc}: the broker does not answer; stopping so that "
+                                       "the supervisor restarts the service") from None
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.retriable() and time.monotonic() < deadline:
@@ -318,14 +398,31 @@ class KafkaRunner:
     def _make_checkpointer(self, seed: bool) -> AtLeastOnceCheckpoint | ExactlyOnceCheckpoint:
         assert self.store is not None and self.consumer is not None
         consumer = self.consumer
+        ck: AtLeastOnceCheckpoint | ExactlyOnceCheckpoint
         if self.eos:
             assert self.txn is not None
-            return ExactlyOnceCheckpoint(
+            ck = ExactlyOnceCheckpoint(
                 self.engine, self.store, self.txn, self.deliveries, self.k.changelog_topic,
                 consumer.consumer_group_metadata, seed_snapshot=seed)
-        assert self.producer is not None
-        return AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
-                                     self.deliveries, stop_waiting=self.stop.is_set)
+        else:
+            assert self.producer is not None
+            ck = AtLeastOnceCheckpoint(self.engine, self.store, self.producer, consumer,
+                                       self.deliveries, stop_waiting=self.stop.is_set)
+        ck.state_filter = self._limit_state
+        return ck
+
+    def _limit_state(self, puts: dict[bytes, bytes | None]) -> int:
+        """A checkpoint's state puts over kafka.max_state_bytes_per_key: the key is
+        dropped and dead-lettered (service/kafka/record_limits.py)."""
+        limit = self.limits.max_state_bytes_per_key
+
+        def dropped(o: OversizedState) -> None:
+            key, value, headers = state_dead_letter(o, limit)
+            log.warning("%s", headers[1][1].decode())
+            self._send(self.k.dead_letter_topic, value, key, headers)
+            self.stats["dead_letters.state_too_large"] += 1
+
+        return drop_oversized_state(self.engine, puts, limit, dropped)
 
     # ------------------------------------------------------------------ rebalancing
 
@@ -341,12 +438,21 @@ class KafkaRunner:
             for tp in partitions:
                 key = (tp.topic, tp.partition)
                 so, co = stored.get(key), committed.get(key)
-                if so is not None and co is not None and co > so:
+                if so is not None and co is not None and co > so and self.eos:
                     log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
                                 "state store's %d: another process consumed it since; "
                                 "resuming at %d (state of its keys may be stale)",
                                 tp.topic, tp.partition, co, so, co)
                     tp.offset = co
+                elif so is not None and co is not None and co > so:
+                    # at-least-once: the store is behind the group (a rolled-back WAL, a
+                    # restored backup, or another process consumed it). Its state belongs
+                    # to its own offsets: replay from there (duplicates, never false alerts)
+                    log.warning("assigned %s[%d]: the group committed offset %d is beyond the "
+                                "state store's %d; replaying from %d so that state and input "
+                                "agree (alerts in between may be produced again)",
+                                tp.topic, tp.partition, co, so, so)
+                    tp.offset = so
                 elif so is not None:
                     tp.offset = so
                     log.info("assigned %s[%d]: resuming at offset %d (state store)",
@@ -399,6 +505,11 @@ class KafkaRunner:
             if isinstance(exc, KafkaRunnerError):
                 raise exc
             raise KafkaRunnerError(f"rebalance callback failed: {exc}") from exc
+        if self.consumer_fatal is not None:
+            raise KafkaRunnerError(
+                f"fatal Kafka consumer error: {self.consumer_fatal}. The consumer cannot "
+                "rejoin its group; stopping so that the supervisor restarts the service "
+                "(it resumes from the last checkpoint)")
         if self.fatal_error is not None:
             err = self.fatal_error
             if self.eos:
@@ -425,7 +536,7 @@ class KafkaRunner:
                                                       for n, v, d in sig) or "none")
 
     def _process(self, msgs: list[Any]) -> None:
-        groups, errors = decode(msgs)
+        groups, errors = decode(msgs, self.limits)
         for err in errors:
             self._consumer_error(err)
         metrics = service_metrics.active()  # the REST app's Prometheus metrics, if any
@@ -434,8 +545,9 @@ class KafkaRunner:
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
             stream = self._stream(t)
-            res = self.driver.step(Batch(b.events, b.positions, b.dead, stream=stream,
-                                         partition=(t, p), received=b.count, origin=b))
+            res = self.poison.step(self.driver, Batch(
+                b.events, b.positions, b.dead, stream=stream, partition=(t, p),
+                received=b.count, origin=b))
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
                 metrics.recent.add_events(stream, b.events)  # for the console
@@ -456,7 +568,7 @@ class KafkaRunner:
         if key not in self.positions and key not in self.first_offsets:
             self.first_offsets[key] = b.first_offset
         self.positions[key] = b.last_offset + 1
-        self.consumed_since += b.count
+        self.consumed_since += batch.received  # b.count, split when isolating (poison.py)
 
     def _observe_lag(self, metrics: Any, topic: str, partition: int, position: int) -> None:
         """Consumer lag from the high watermark librdkafka cached with the last fetch."""
@@ -515,7 +627,9 @@ class KafkaRunner:
         for d, off in zip(dead, offsets, strict=True):
             m = raw[off]
             rec = dead_letter_record(d, m.key(), m.value(), stream)
-            self._send(topic, rec.value, rec.key, rec.headers)
+            key, value, headers = shrink_dead_letter(rec.key, rec.value, rec.headers,
+                                                     self.limits)
+            self._send(topic, value, key, headers)
             self.stats[f"dead_letters.{d.reason}"] += 1
             log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, off,
                       d.reason, d.detail)
@@ -541,6 +655,8 @@ class KafkaRunner:
             info = self.checkpointer.commit(positions)
         self.consumed_since = 0
         self.produced_since = 0
+        self.progress.committed()
+        self.poison.committed()
         self.stats["checkpoints"] += 1
         ms = int(info.seconds * 1000)
         self.stats["checkpoint_ms_total"] += ms
@@ -668,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: every thread's stack to stderr
     try:
         run_kafka(settings, engine, Control(), lambda alerts: None, stop, ready)
-    except KafkaRunnerError as exc:
+    except CepError as exc:  # KafkaRunnerError, StateStoreError (e.g. no space left), ...
         log.error("%s", exc)
         return 1
     return 0

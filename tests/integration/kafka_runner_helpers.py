@@ -4,6 +4,7 @@ reading topics to their end, and running the runner in a thread or a subprocess.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -313,3 +314,31 @@ class RunnerProcess:
 
 def alert_ids(records: Sequence[Record]) -> list[str]:
     return [r.json()["alert_id"] for r in records]
+
+
+def workload(n: int, seed: int = 11, *, t0: int = BASE_TS, tag: str = ""
+             ) -> list[dict[str, Any]]:
+    """Card purchases (tiny, big, normal: card_testing incidents) and orders with and
+    without payment (unpaid_order), one event every 500 ms of event time, in time
+    order. `tag` keeps ids and order ids of several workloads apart."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    orders: list[str] = []
+    for i in range(n):
+        ts = t0 + i * 500
+        r = rng.random()
+        card = f"card-{rng.randrange(25)}"
+        if r < 0.35:
+            ev = {"type": "purchase", "card_id": card, "amount": 1.0}
+        elif r < 0.42:
+            ev = {"type": "purchase", "card_id": card, "amount": 700.0}
+        elif r < 0.80:
+            ev = {"type": "purchase", "card_id": card, "amount": 30.0}
+        elif r < 0.90 or not orders:
+            orders.append(f"o{tag}-{i}")
+            ev = {"type": "order_created", "order_id": orders[-1]}
+        else:
+            ev = {"type": "payment_received",
+                  "order_id": orders.pop(rng.randrange(len(orders)))}
+        out.append({"id": f"e{tag}{i}", "ts": ts, **ev})
+    return out

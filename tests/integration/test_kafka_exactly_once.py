@@ -24,6 +24,7 @@ from kafka_runner_helpers import (
     read_topic,
     settings_of,
     wait_for,
+    workload,
     write_config,
 )
 
@@ -32,32 +33,6 @@ from service.kafka.engine_factory import engine_from_settings
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 2
-
-
-def workload(n: int, seed: int = 11) -> list[dict[str, Any]]:
-    """Card purchases (tiny, big, normal) and orders with and without payment, one
-    event every 500 ms of event time, in time order."""
-    rng = random.Random(seed)
-    out: list[dict[str, Any]] = []
-    orders: list[str] = []
-    for i in range(n):
-        ts = BASE_TS + i * 500
-        r = rng.random()
-        card = f"card-{rng.randrange(25)}"
-        if r < 0.35:
-            ev = {"type": "purchase", "card_id": card, "amount": 1.0}
-        elif r < 0.42:
-            ev = {"type": "purchase", "card_id": card, "amount": 700.0}
-        elif r < 0.80:
-            ev = {"type": "purchase", "card_id": card, "amount": 30.0}
-        elif r < 0.90 or not orders:
-            orders.append(f"o-{i}")
-            ev = {"type": "order_created", "order_id": orders[-1]}
-        else:
-            ev = {"type": "payment_received",
-                  "order_id": orders.pop(rng.randrange(len(orders)))}
-        out.append({"id": f"e{i}", "ts": ts, **ev})
-    return out
 
 
 def partition_of(ev: dict[str, Any]) -> int:

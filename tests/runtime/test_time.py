@@ -147,3 +147,27 @@ def test_out_of_order_arrival_gives_the_in_order_result(
     assert [m for m in shown(got) if "timeout" not in m] == [
         m for m in shown(expected) if "timeout" not in m
     ]
+
+
+def test_ancient_timestamps_are_refused_whatever_the_batch() -> None:
+    """Issue 14, Why 11: `ts=0` was accepted as on time in the first batch and `late`
+    in later ones. With the plausibility check that the CLI and the service turn on, an
+    ancient time is a `bad_time` dead letter that names the likely unit, in the first
+    batch as in any other; plausible times keep Flink's watermark rule."""
+    from cep.compiler.pipeline import compile_pattern
+    from cep.dsl.parser import parse
+    from cep.runtime.engine import Engine, EngineConfig
+
+    t0 = 1_763_712_000_000
+    plan = compile_pattern(parse(pattern(named("a") + " then " + named("b"))).patterns[0])
+    eng = Engine([plan], EngineConfig(max_out_of_orderness_ms=5000, plausible_times=True),
+                 now_ms=lambda: t0)
+    first = eng.process([{"id": "a1", "name": "a", "ts": 0},
+                         {"id": "a2", "name": "a", "ts": t0}])
+    later = eng.process([{"id": "a3", "name": "a", "ts": 0},
+                         {"id": "b1", "name": "b", "ts": t0 + 10}])
+    end = eng.finish()
+    reasons = [(d.reason, d.detail) for r in (first, later) for d in r.dead_letters]
+    assert [r for r, _ in reasons] == ["bad_time", "bad_time"]
+    assert all("ts=0" in detail for _, detail in reasons)
+    assert [show(a) for r in (first, later, end) for a in r.alerts] == ["a2 b1"]

@@ -283,12 +283,39 @@ def test_fatal_error_means_a_new_producer() -> None:
     assert info.value.recreate_producer
 
 
-def test_fenced_producer_stops_the_service() -> None:
+def test_fenced_producer_is_recreated_and_fenced_again_and_again_stops() -> None:
+    """A broker restart can fence the only producer (issue 14): the first fencings
+    recreate it; the third within ten minutes means another process uses the id."""
     log = Log()
     _engine, _store, producer, ck = exactly_once(log)
+    for _ in range(2):
+        producer.fail["send_offsets"] = [err(KafkaError._FENCED, fatal=True)]
+        with pytest.raises(RewindError, match="fenced") as info:
+            ck.commit({("tx", 0): 1})
+        assert info.value.recreate_producer
     producer.fail["send_offsets"] = [err(KafkaError._FENCED, fatal=True)]
     with pytest.raises(ProducerFencedError, match=r"transactional\.id"):
         ck.commit({("tx", 0): 1})
+
+
+def test_a_transactional_call_that_never_returns_is_abandoned() -> None:
+    """librdkafka's timeout was seen not to hold (over 4 minutes in
+    send_offsets_to_transaction): the call is bounded by the runner itself."""
+    import threading
+    import time
+
+    log = Log()
+    _engine, store, producer, ck = exactly_once(log)
+    ck.txn.grace_s = 0.2
+    release = threading.Event()
+    producer.send_offsets_to_transaction = (  # type: ignore[method-assign]
+        lambda *a, **k: release.wait(30))
+    t0 = time.monotonic()
+    with pytest.raises(RewindError, match="did not return") as info:
+        ck.commit({("tx", 0): 1})
+    release.set()
+    assert time.monotonic() - t0 < 5
+    assert info.value.recreate_producer and store.batches == []
 
 
 def test_deliveries_track_the_changelog_end() -> None:

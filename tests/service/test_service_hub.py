@@ -41,14 +41,15 @@ def test_a_slow_subscriber_is_closed_not_waited_for() -> None:
         hub = AlertHub(100, None, max_pending=3)
         sub = hub.subscribe(asyncio.get_running_loop())
         hub.publish([alert(), alert()])
-        hub.publish([alert(), alert()])  # 4 pending > 3: closed
+        hub.publish([alert(), alert()])  # 2 pending before it: delivered
+        hub.publish([alert()])  # 4 pending before it > 3: closed
         await asyncio.sleep(0.05)
-        got = [await sub.get(), await sub.get()]
+        got = [await sub.get(), await sub.get(), await sub.get()]
         hub.publish([alert()])  # nothing more for a closed subscriber
         await asyncio.sleep(0.05)
         return [None if g is None else [i.id for i in g] for g in got] + [sub.queue.qsize()]
 
-    assert asyncio.run(run()) == [[1, 2], None, 0]
+    assert asyncio.run(run()) == [[1, 2], [3, 4], None, 0]
 
 
 def test_close_ends_streams_and_refuses_new_ones() -> None:
