@@ -18,6 +18,7 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/state.py
 	$(PY) benchmarks/scoring.py
 
 demo: $(STAMP)

@@ -22,7 +22,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,14 +222,16 @@ def run_backtest(
     on_alerts: Callable[[list[Alert]], None] | None = None,
     label_map: dict[str, str] | None = None,
     streams: StreamsSetup | None = None,
+    scoring_threads: int | None = 1,
 ) -> BacktestReport:
-    """Run patterns over files; write alerts (JSONL) to `out` (stdout when None)."""
+    """Run patterns over files; write alerts (JSONL) to `out` (stdout when None).
+    `scoring_threads`: BLAS/OpenMP threads per model call (None: the libraries' own)."""
     streaming = max_out_of_orderness_ms is not None
     attempts = ["stream"] if streaming else ["complete", "sorted"]
     setup = streams or StreamsSetup()
     for mode in attempts:
         run = _Run(plans, mode, max_out_of_orderness_ms or 0, label_field, scorer,
-                   label_map, setup)
+                   label_map, setup, scoring_threads)
         try:
             report = run.replay(paths, out, dead_out, progress, batch_size, on_alerts)
             _field_warnings(report, plans, setup)
@@ -281,11 +283,12 @@ class _Run:
     def __init__(
         self, plans: Sequence[CompiledPattern], mode: str, ooo: int, label_field: str | None,
         scorer: ScoreFn | None, label_map: dict[str, str] | None, setup: StreamsSetup,
+        scoring_threads: int | None,
     ) -> None:
         self.mode = mode
+        config = replace(setup.engine_config(ooo), scoring_threads=scoring_threads)
         # a backtest never checkpoints: no change tracking
-        self.engine = Engine(plans, setup.engine_config(ooo), scorer=scorer,
-                             track_changes=False)
+        self.engine = Engine(plans, config, scorer=scorer, track_changes=False)
         names = [p.name for p in plans]
         self.report = BacktestReport(mode=mode, patterns=names)
         self.labels = LabelScorer(label_field, names, label_map) if label_field else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from cep.durations import parse_duration as _parse_duration
 from cep.embedding import compile_paths as compile_paths
+from cep.embedding import compile_scoring as compile_scoring
 from cep.embedding import load_models as load_models
 from cep.embedding import scorer_for as scorer_for
 from cep.errors import CepError, PatternError
@@ -103,17 +105,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from cep.backtest import StreamsSetup, format_summary, run_backtest, summary_warnings
     from cep.streams import TimeSpec, read_streams_toml, times_from_table, write_schemas
 
-    registry = load_models(Path(args.models) if args.models else project_dir("models"))
     schemas = declared_schemas(args)
     label_map = parse_label_map(args.label_map)
     if label_map and not args.label_field:
         raise CepError("--label-map needs --label-field (the event field holding labels)")
-    models = registry.feature_names() if registry is not None else None
-    from cep.compiler.pipeline import compile_pattern
-    from cep.dsl import load_paths
-
-    plans = [compile_pattern(p) for p in load_paths(args.patterns, models=models,
-                                                       schemas=schemas or None)]
+    models_dir = Path(args.models) if args.models else project_dir("models")
+    plans, scorer = compile_scoring(args.patterns, models_dir, schemas=schemas or None)
     unknown = sorted(set(label_map) - {p.name for p in plans})
     if unknown:
         raise CepError(f"--label-map names patterns that are not loaded: {', '.join(unknown)}")
@@ -123,7 +120,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if len(set(times.values())) == 1:
             time_spec = next(iter(times.values()))
     if args.workers != 1:
-        return _backtest_workers(args, plans, registry)
+        return _backtest_workers(args, plans, scorer)
     report = run_backtest(
         plans,
         args.events,
@@ -132,9 +129,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         max_out_of_orderness_ms=args.max_out_of_orderness,
         label_field=args.label_field,
         label_map=label_map,
-        scorer=scorer_for(registry),
+        scorer=scorer,
         progress=sys.stderr.isatty() and not args.quiet,
         streams=StreamsSetup(schemas, args.stream_field or None, time_spec),
+        scoring_threads=args.scoring_threads,
     )
     if not args.quiet:
         print(format_summary(report), file=sys.stderr)
@@ -150,20 +148,24 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backtest_workers(args: argparse.Namespace, plans: Any, registry: Any) -> int:
+def _backtest_workers(args: argparse.Namespace, plans: Any, scorer: Any) -> int:
     from cep.backtest import format_summary
     from cep.backtest_workers import run_backtest_sharded
 
     for flag, given in (("--max-out-of-orderness", args.max_out_of_orderness is not None),
                         ("--dead-letters", bool(args.dead_letters)),
-                        ("--label-field", bool(args.label_field))):
+                        ("--label-field", bool(args.label_field)),
+                        ("--schema", bool(args.schema)), ("--config", bool(args.config)),
+                        ("--time-unit", bool(args.time_unit)),
+                        ("--infer-schema", bool(args.infer_schema)),
+                        ("--report", bool(args.report))):
         if given:
             print(f"error: {flag} is not supported with --workers (docs: "
                   "cep/backtest_workers.py); run with one worker", file=sys.stderr)
             return 2
     try:
         report = run_backtest_sharded(plans, args.events, args.workers, out=args.out,
-                                      scorer=scorer_for(registry))
+                                      scorer=scorer)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -192,7 +194,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cep.synth import generate, write_jsonl
 
     patterns = Path(args.patterns) if args.patterns else project_dir("patterns")
-    registry = load_models(project_dir("models"))
     print(f"cep demo: {args.events:,} synthetic events (seed {args.seed}), "
           f"patterns from {patterns}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cep-demo-") as tmp:
@@ -203,17 +204,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "temporary file, removed after the run; `cep generate --out events.jsonl` "
               "keeps them)", file=sys.stderr)
         out = Path(args.out) if args.out else Path("out") / "demo-alerts.jsonl"
-        plans = compile_paths([str(patterns)], registry)
+        plans, scorer = compile_scoring([str(patterns)], project_dir("models"))
         report = run_backtest(plans, [events_path], out=out, label_field="label",
-                              scorer=scorer_for(registry), progress=sys.stderr.isatty())
+                              scorer=scorer, progress=sys.stderr.isatty(),
+                              scoring_threads=args.scoring_threads)
     print(format_summary(report))
     print(f"\nalerts written to {out}")
     return 0
 
 
 def cmd_dis(args: argparse.Namespace) -> int:
-    registry = load_models(Path(args.models) if args.models else project_dir("models"))
-    plans = compile_paths([args.path], registry)
+    plans, _ = compile_scoring([args.path], Path(args.models) if args.models else
+                               project_dir("models"))
     shown = 0
     for plan in plans:
         if args.pattern and plan.name != args.pattern:
@@ -232,6 +234,23 @@ def cmd_dis(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- argument parsing
+
+
+def scoring_threads(p: argparse.ArgumentParser) -> None:
+    default = os.environ.get("CEP_SCORING_THREADS", "1")
+    p.add_argument("--scoring-threads", type=_threads, default=_threads(default), metavar="N",
+                   help="BLAS/OpenMP threads per model call (default: $CEP_SCORING_THREADS "
+                        "or 1; 0 = the libraries' default of one per core)")
+
+
+def _threads(text: str) -> int | None:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of threads: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the number of threads cannot be negative")
+    return n or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="model directory (default: ./models)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, sharded by pattern key (same alerts, sorted by time)")
+    scoring_threads(p)
     p.add_argument("--config", help="cep.toml: [streams.*] schemas and time units")
     p.add_argument("--schema", action="append", metavar="FILE",
                    help="a stream schema; events that violate it are dead letters (schema)")
@@ -293,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--patterns", help="pattern directory (default: ./patterns)")
     p.add_argument("--out", help="alerts file (default: out/demo-alerts.jsonl)")
+    scoring_threads(p)
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("dis", help="show a pattern's NFA and generated code")

@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cep.program import CompiledPattern
 
@@ -52,11 +52,50 @@ def compile_paths(
 ) -> list[CompiledPattern]:
     """Compile `.cep` files and directories (every `*.cep` in them). Raises
     `cep.PatternError` with every diagnostic (file, line, column, snippet)."""
+    return _compile(paths, registry.feature_names() if registry is not None else None)
+
+
+def _compile(
+    paths: Iterable[PathLike], models: dict[str, tuple[str, ...]] | None, schemas: Any = None
+) -> list[CompiledPattern]:
     from cep.compiler.pipeline import compile_pattern
     from cep.dsl import load_paths
 
-    models = registry.feature_names() if registry is not None else None
-    return [compile_pattern(p) for p in load_paths([str(p) for p in paths], models=models)]
+    found = load_paths([str(p) for p in paths], models=models, schemas=schemas)
+    return [compile_pattern(p) for p in found]
+
+
+def compile_scoring(
+    paths: Iterable[PathLike], models_dir: PathLike | None, *, schemas: Any = None
+) -> tuple[list[CompiledPattern], ScoreFn | None]:
+    """Compile patterns against the models' manifests, then load only the models the
+    patterns score with: (plans, the engine's `scorer=` or None). Without a pattern
+    that scores, neither scikit-learn nor skops is imported (cep/scoring/directory.py).
+    A model a pattern needs that does not load raises `cep.errors.ModelError` naming
+    the patterns; other models' problems are reported on stderr."""
+    features = None
+    if models_dir is not None and Path(models_dir).is_dir():
+        from cep.scoring.directory import read_manifests
+
+        manifests, problems = read_manifests(Path(models_dir))
+        for name, err in problems:
+            print(f"warning: model {name!r} not loaded: {err}", file=sys.stderr)
+        features = {name: m.feature_names for name, m in sorted(manifests.items())}
+    plans = _compile(paths, features, schemas)
+    needed = sorted({m for plan in plans for m in plan.models})
+    if not needed or models_dir is None:
+        return plans, None
+    from cep.errors import ModelError
+    from cep.scoring.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    failed = registry.load_dir(Path(models_dir), only=needed)
+    if failed:
+        users = {m: sorted(p.name for p in plans if m in p.models) for m, _ in failed}
+        raise ModelError("; ".join(
+            f"model {m!r} (scored by pattern {', '.join(users[m])}) did not load: {err}"
+            for m, err in failed))
+    return plans, scorer_for(registry)
 
 
 def compile_file(*paths: PathLike, models: ModelRegistry | None = None) -> list[CompiledPattern]:

@@ -67,6 +67,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         plausible_times=True,
         stream_schemas=stream_schemas(settings),
         default_schema=stream_schemas(settings).get(settings.default_stream),
+        scoring_threads=settings.scoring_threads or None,
     )
 
 

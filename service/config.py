@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     dead_letters_file: Path | None = Path("out/dead-letters.jsonl")
     checkpoint_interval_ms: int = 1000
     max_runs_per_key: int = 10_000
+    # BLAS/OpenMP threads per model call (CEP_SCORING_THREADS); 0 = one per core
+    scoring_threads: int = Field(default=1, ge=0)
 
     @field_validator("checkpoint_interval_ms", mode="before")
     @classmethod

@@ -66,7 +66,7 @@ from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
-from cep.runtime.pattern_runtime import PatternRuntime
+from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest
 from cep.runtime.records import Alert, Batch, DeadLetter, Result
 from cep.runtime.snapshot import (
     ClockStats,
@@ -83,6 +83,7 @@ from cep.runtime.state_codec import (
     parse_state_key,
     state_key,
 )
+from cep.scoring.threads import ThreadLimit
 from cep.streams import DEFAULT_TIME, PLAUSIBLE_MS, StreamSchema, TimeSpec, read_time
 from cep.values import path_get
 
@@ -109,6 +110,9 @@ class EngineConfig:
     stream_time_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stream_out_of_orderness_ms: dict[str, int] = field(default_factory=dict)
     max_runs_per_key: int = 10_000
+    # BLAS/OpenMP threads a model call may use (None: the libraries' defaults, one per
+    # core); see cep/scoring/threads.py
+    scoring_threads: int | None = 1
     # how times are written (cep/streams.py): per stream, else the default
     stream_time: dict[str, TimeSpec] = field(default_factory=dict)
     default_time: TimeSpec = DEFAULT_TIME
@@ -189,6 +193,7 @@ class Engine:
         """`track_changes=False` (backtests) skips the bookkeeping `checkpoint()` needs."""
         self.config = config or EngineConfig()
         self._scorer = scorer
+        self._threads = ThreadLimit(self.config.scoring_threads)
         self._now_ms = now_ms
         self._clocks: dict[tuple[str, ...], Clock] = {}
         self._runtimes: list[PatternRuntime] = []
@@ -439,11 +444,25 @@ class Engine:
                     tss = [tss[j] for j in order]
                     ps = [ps[j] for j in order]
             horizon = clock.watermark
-            for rt in rts:
-                if ds:
+            if ds:
+                # prefilter every pattern, then score all of them (one model call per
+                # model and feature set), then buffer
+                staged = []
+                requests = []
+                for rt in rts:
                     before = COUNTERS["type_mismatch"]
-                    rt.ingest(ds, tss, ps, horizon, unkeyed)
+                    st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                    requests.append(rt.score_requests(st))
+                    staged.append(st)
                     _attribute_mismatches(rt, before)
+                flat = [r for rs in requests for r in rs]
+                scores = self._score_many(flat) if flat else []
+                at = 0
+                for rt, st, rs in zip(rts, staged, requests, strict=True):
+                    before = COUNTERS["type_mismatch"]
+                    rt.admit(st, scores[at:at + len(rs)])
+                    _attribute_mismatches(rt, before)
+                    at += len(rs)
             wm = clock.watermark
             for rt in rts:
                 _drain(rt, wm, outs)
@@ -602,13 +621,42 @@ class Engine:
 
     # -- alerts
 
+    def _score_many(self, requests: Sequence[ScoreRequest]) -> list[list[Any]]:
+        """The scores of each request, with ONE model call per (model, feature names):
+        requests of several patterns (or call sites) that score the same model with the
+        same features share a call, their rows concatenated. A row's score never depends
+        on the other rows of its call (cep.scoring.model), so sharing changes no value."""
+        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        for r, req in enumerate(requests):
+            names = tuple(name for name, _ in req.call.features)
+            groups.setdefault((req.call.model, names), []).append(r)
+        out: list[list[Any]] = [[] for _ in requests]
+        for idx in groups.values():
+            first = requests[idx[0]]
+            if len(idx) == 1:
+                out[idx[0]] = self._score(first.call, first.columns, first.n)
+                continue
+            width = len(first.columns)
+            columns = [[v for r in idx for v in requests[r].columns[f]] for f in range(width)]
+            scores = self._score(first.call, columns, sum(requests[r].n for r in idx))
+            at = 0
+            for r in idx:
+                n = requests[r].n
+                out[r] = scores[at:at + n]
+                at += n
+        return out
+
     def _score(self, call: Any, columns: Sequence[list[Any]], n: int) -> list[Any]:
-        """One vectorised call for one score call site over a batch (columns in the
-        order the features were written). A failing model gives nulls, counted."""
+        """One vectorised call for one model over a batch (columns in the order the
+        features were written), with the thread pools limited. A failing model gives
+        nulls, counted."""
         assert self._scorer is not None
         names = [name for name, _ in call.features]
+        self._counters["score_calls"] += 1
+        self._counters["score_rows"] += n
         try:
-            out = list(self._scorer(call.model, dict(zip(names, columns, strict=True))))
+            with self._threads:
+                out = list(self._scorer(call.model, dict(zip(names, columns, strict=True))))
         except Exception as exc:
             self._counters["scoring_errors"] += 1
             if len(self._errors) < 100:
@@ -618,20 +666,6 @@ class Engine:
             self._counters["scoring_errors"] += 1
             return [None] * n
         return out
-
-    def _score_rows(
-        self, calls: Sequence[Any], feats: list[tuple[Any, ...]], n: int
-    ) -> list[tuple[Any, ...]]:
-        """Per row, the results of each score call (rows of features -> columns)."""
-        if not calls:
-            return [()] * n
-        results = []
-        for j, call in enumerate(calls):
-            rows = [f[j] for f in feats]
-            columns = [list(c) for c in zip(*rows, strict=True)] if rows else [
-                [] for _ in call.features]
-            results.append(self._score(call, columns, n))
-        return list(zip(*results, strict=True))
 
     def _alerts(self, outs: list[tuple[PatternRuntime, Any, Output]]) -> list[Alert]:
         if not outs:
@@ -645,17 +679,28 @@ class Engine:
         now = self._now_ms()
         detected = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
         detected = detected.replace("+00:00", "Z")
+        # every group's `emit` score calls first, so equal models share one call
+        prepared: list[tuple[CompiledPattern, str, EmitPlan, list[Any], int]] = []
+        requests: list[ScoreRequest] = []
         for (_, kind), items in groups.items():
-            rt = items[0][0]
-            plan = rt.plan
+            plan = items[0][0].plan
             emit: EmitPlan | None = plan.emit if kind == "match" else plan.timeout
             if emit is None:
                 continue
-            feats = (
-                [emit.feats(run.path, key, t) for _, key, run, t, _ in items]
-                if emit.score_calls else []
+            prepared.append((plan, kind, emit, items, len(requests)))
+            if not emit.score_calls:
+                continue
+            feats = [emit.feats(run.path, key, t) for _, key, run, t, _ in items]
+            for j, call in enumerate(emit.score_calls):
+                columns = [list(c) for c in zip(*[f[j] for f in feats], strict=True)]
+                requests.append(ScoreRequest(call, columns, len(items)))
+        results = self._score_many(requests) if requests else []
+        for plan, kind, emit, items, r0 in prepared:
+            rt = items[0][0]
+            k = len(emit.score_calls)
+            scores: list[tuple[Any, ...]] = (
+                list(zip(*results[r0:r0 + k], strict=True)) if k else [()] * len(items)
             )
-            scores = self._score_rows(emit.score_calls, feats, len(items))
             before = COUNTERS["type_mismatch"]
             for j, (_, key, run, t, n) in enumerate(items):
                 try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cep.program import CompiledPattern
@@ -26,6 +28,27 @@ def sortable(v: Any) -> tuple[int, Any]:
     if v is None:
         return (3, 0)
     return (2, repr(v))
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch after a pattern's prefilter: (index, key state or key) candidates."""
+
+    ds: list[Any]
+    tss: list[int]
+    pos: list[Any]
+    cands: list[tuple[int, Any]]
+    horizon: float
+    ticks: list[tuple[int, KeyState]]  # skipped events that advance a key's time
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """One score call site's feature columns (in the call's feature order) for n rows."""
+
+    call: Any  # cep.program ScoreCall
+    columns: Sequence[list[Any]]
+    n: int
 
 
 def timer_tie(key: Any) -> str:
@@ -79,8 +102,17 @@ class PatternRuntime:
         self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
     ) -> None:
         """Buffer the batch's relevant events. `ds` is in (time, arrival) order and
-        `horizon` is the watermark after this batch (see the prefilter in cep/compiler/pipeline.py).
-        Events the pattern cannot key but would start on are added to `unkeyed`."""
+        `horizon` is the watermark after this batch (see the prefilter in
+        cep/compiler/pipeline.py). Events the pattern cannot key but would start on are
+        added to `unkeyed`. (`Engine` runs the three steps itself, to share score calls
+        between patterns.)"""
+        staged = self.stage(ds, tss, pos, horizon, unkeyed)
+        self.admit(staged, self.engine._score_many(self.score_requests(staged)))
+
+    def stage(
+        self, ds: list[Any], tss: list[int], pos: list[Any], horizon: float, unkeyed: list[Any]
+    ) -> Staged:
+        """Step 1 of ingesting a batch: order it (`order by`) and run the prefilter."""
         plan = self.plan
         if plan.order_by:  # ties in time are taken in order-by order, before relevance
             obs = [tuple(sortable(path_get(d, p)) for p in plan.order_by) for d in ds]
@@ -98,10 +130,30 @@ class PatternRuntime:
             cands = self._prefilter_each(ds, tss, horizon, get, create, exc, unk, ticks)
         if unk:
             unkeyed.extend(unk)
+        return Staged(ds, tss, pos, cands, horizon, ticks)
+
+    def score_requests(self, staged: Staged) -> list[ScoreRequest]:
+        """Step 2: the `let` score calls the staged events need (feature columns)."""
+        plan = self.plan
+        calls = plan.let_score_calls
+        keyed = staged.cands
+        if not calls or not keyed:
+            return []
+        ds, tss = staged.ds, staged.tss
+        cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
+                             [k for _, k in keyed])
+        return [ScoreRequest(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+
+    def admit(self, staged: Staged, scores: list[list[Any]]) -> None:
+        """Step 3: with the scores of step 2 (one list per request), buffer the
+        relevant events."""
+        plan = self.plan
+        ds, tss, pos, cands = staged.ds, staged.tss, staged.pos, staged.cands
+        ticks = staged.ticks
         if not plan.let_names:
             selected = [(i, ks, None) for i, ks in cands if ks is not None]
         else:
-            selected = self._with_lets(ds, tss, cands, horizon, ticks)
+            selected = self._with_lets(ds, tss, cands, staged.horizon, scores, ticks)
         if ticks:  # merged into this batch's events in (time, order-by, arrival) order
             self._ticks(ds, tss, ticks)
         if not selected:
@@ -163,14 +215,10 @@ class PatternRuntime:
 
     def _with_lets(
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
-        ticks: list[tuple[int, KeyState]],
+        results: list[list[Any]], ticks: list[tuple[int, KeyState]],
     ) -> list[tuple[int, KeyState, Any]]:
         plan = self.plan
-        calls = plan.let_score_calls
-        if calls:
-            cols = plan.let_cols([ds[i] for i, _ in keyed], [tss[i] for i, _ in keyed],
-                                 [k for _, k in keyed])
-            results = [self.engine._score(c, cols[j], len(keyed)) for j, c in enumerate(calls)]
+        if results:
             scores: list[Any] = list(zip(*results, strict=True))
         else:
             scores = [()] * len(keyed)

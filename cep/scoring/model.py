@@ -125,7 +125,6 @@ class Model:
         column is missing in every row. `n_rows` is needed only when no column is
         given. Returns a float64 array with one value per row.
         """
-        limit_threads()
         matrix = build_matrix(columns, self.manifest.features, n_rows, self.manifest.name)
         self._stats.add(len(matrix.values), matrix.missing, matrix.invalid)
         x = matrix.values
@@ -166,28 +165,6 @@ class Model:
         t = self._threshold
         anomaly = np.where(s <= t, 0.5 * s / t, 0.5 + 0.5 * (s - t) / (1.0 - t))
         return np.clip(anomaly, 0.0, 1.0)
-
-
-_THREADS_LIMITED: list[int] = []
-
-
-def limit_threads() -> None:
-    """Score on one thread (CEP_SCORING_THREADS to change): scikit-learn's OpenMP and
-    BLAS pools otherwise start a thread per core for every small batch, and on a busy
-    machine they spin and wait on each other (measured: docs/scoring.md). Applied once
-    per process, the first time a model scores."""
-    if _THREADS_LIMITED:
-        return
-    import os
-
-    from threadpoolctl import threadpool_limits
-
-    try:
-        n = max(1, int(os.environ.get("CEP_SCORING_THREADS", "1")))
-    except ValueError:
-        n = 1
-    threadpool_limits(limits=n)
-    _THREADS_LIMITED.append(n)
 
 
 def _output_setup(manifest: Manifest, estimator: Any, final: Any) -> tuple[int | None, float]:

@@ -16,17 +16,16 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from cep.errors import ModelError
 from cep.io.atomic import write_atomic
+from cep.scoring.directory import MANIFEST, model_dirs, read_manifest
 from cep.scoring.loader import load_model, load_model_bytes
 from cep.scoring.manifest import Manifest
 from cep.scoring.model import Model
-
-MANIFEST = "manifest.json"
 
 
 class UnknownModelError(ModelError, KeyError):
@@ -71,18 +70,20 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- changes
 
-    def load_dir(self, models_dir: Path) -> list[tuple[str, ModelError]]:
-        """Load every `models_dir/NAME/manifest.json` and the model file it names.
+    def load_dir(
+        self, models_dir: Path, only: Collection[str] | None = None
+    ) -> list[tuple[str, ModelError]]:
+        """Load every `models_dir/NAME/manifest.json` and the model file it names
+        (with `only`, just the models of those names).
 
         A model that fails to load is skipped and reported as `(NAME, error)`; the
         others are added (replacing models of the same name) in one swap.
         """
         loaded: dict[str, Model] = {}
         errors: list[tuple[str, ModelError]] = []
-        for manifest_path in sorted(Path(models_dir).glob(f"*/{MANIFEST}")):
-            directory = manifest_path.parent
-            if directory.name.startswith("."):
-                continue  # hidden directories are never models
+        for directory in model_dirs(models_dir):
+            if only is not None and directory.name not in only:
+                continue
             try:
                 loaded[directory.name] = _load_directory(directory)
             except ModelError as exc:
@@ -134,20 +135,7 @@ class ModelRegistry:
 
 
 def _load_directory(directory: Path) -> Model:
-    manifest_path = directory / MANIFEST
-    try:
-        raw = manifest_path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
-    try:
-        manifest = Manifest.from_json(raw)
-    except ModelError as exc:
-        raise ModelError(f"{manifest_path}: {exc}") from None
-    if manifest.name != directory.name:
-        raise ModelError(
-            f"{manifest_path} names model {manifest.name!r} but its directory is "
-            f"{directory.name!r}; rename one of them"
-        )
+    manifest = read_manifest(directory)
     return load_model(directory / manifest.file, manifest)
 
 
