@@ -162,6 +162,7 @@ class KafkaRunner:
         self.assigned: set[TP] = set()
         self.first_offsets: dict[TP, int] = {}  # where a partition with no stored offset began
         self.consumed_since = 0
+        self.offsets_due = False  # store offsets the group has not committed
         self.produced_since = 0
         self.last_checkpoint = time.monotonic()
         self.last_tick = 0.0
@@ -566,6 +567,13 @@ class KafkaRunner:
                 so, co = stored_by_task[tp.partition].get(key), committed.get(key)
                 if so is not None:
                     tp.offset = so
+                    if co != so:
+                        # the group's offset differs from the store's (a crash between
+                        # the store write and the group commit): commit the store's at
+                        # the next checkpoint even if no record follows, so that the
+                        # group's committed offsets and lag tell the truth
+                        self.positions[key] = so
+                        self.offsets_due = True
                     log.info("assigned %s[%d] (task %d): resuming at offset %d (task store)",
                              tp.topic, tp.partition, task.id, so)
                 else:
@@ -769,7 +777,7 @@ class KafkaRunner:
         return bool(
             self.consumed_since or self.produced_since or self.engine.has_changes()
             or (self.txn is not None and self.txn.open)
-            or any(t.seed_snapshot for t in self.tasks.values())
+            or any(t.seed_snapshot for t in self.tasks.values()) or self.offsets_due
         )
 
     def _checkpoint(self, reason: str, *, sync: bool = False) -> None:
@@ -795,6 +803,7 @@ class KafkaRunner:
             self.committed.update(cut.positions)
         self.consumed_since = 0
         self.produced_since = 0
+        self.offsets_due = False
         self.progress.committed()
         self.poison.committed()
         self.stats["checkpoints"] += 1
