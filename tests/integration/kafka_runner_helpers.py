@@ -208,6 +208,16 @@ def wait_for(cond: Any, timeout: float = 30.0, interval: float = 0.2, what: str 
         time.sleep(interval)
 
 
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    """The high watermark of each partition of `topic`."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
+    try:
+        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in range(partitions)]
+    finally:
+        c.close()
+
+
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                   "enable.auto.commit": False})

@@ -13,13 +13,15 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from kafka_runner_helpers import (
     BASE_TS,
     MINUTE,
     RunnerProcess,
     RunnerThread,
     alert_ids,
+    committed_offsets,
+    end_offsets,
     produce,
     read_topic,
     settings_of,
@@ -39,25 +41,6 @@ def partition_of(ev: dict[str, Any]) -> int:
     """Co-partitioning: every event of a card or an order goes to one partition."""
     key = ev.get("card_id") or ev.get("order_id") or ""
     return sum(key.encode()) % PARTITIONS
-
-
-def end_offsets(bootstrap: str, topic: str) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
-    try:
-        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in range(PARTITIONS)]
-    finally:
-        c.close()
-
-
-def committed(bootstrap: str, group: str, topic: str) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
-    try:
-        return [tp.offset for tp in c.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)]
-    finally:
-        c.close()
 
 
 def test_kill_9_at_random_points_gives_exactly_the_backtest_alerts(
@@ -110,9 +93,10 @@ def test_kill_9_at_random_points_gives_exactly_the_backtest_alerts(
             runner.start()
         runner.wait_ready()
         feeder.join(60)
-        ends = end_offsets(kafka_bootstrap, topic)
+        ends = end_offsets(kafka_bootstrap, topic, PARTITIONS)
         assert sum(ends) == len(events)
-        wait_for(lambda: committed(kafka_bootstrap, s.kafka.group_id, topic) == ends, 120,
+        wait_for(lambda: committed_offsets(kafka_bootstrap, s.kafka.group_id, topic,
+                                           PARTITIONS) == ends, 120,
                  interval=0.5, what="the runner to commit the end of the input")
         assert runner.terminate() == 0, runner.log_text()[-3000:]
     finally:

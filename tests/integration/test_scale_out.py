@@ -25,11 +25,13 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from kafka_runner_helpers import (
     MINUTE,
     REPO,
     alert_ids,
+    committed_offsets,
+    end_offsets,
     read_topic,
     settings_of,
     wait_for,
@@ -128,25 +130,6 @@ def covered(instances: list[Instance]) -> bool:
     return sorted(seen) == list(range(PARTITIONS))
 
 
-def end_offsets(bootstrap: str, topic: str) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "end-offsets"})
-    try:
-        return [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in range(PARTITIONS)]
-    finally:
-        c.close()
-
-
-def committed(bootstrap: str, group: str, topic: str) -> list[int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                  "enable.auto.commit": False})
-    try:
-        return [tp.offset for tp in c.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)]
-    finally:
-        c.close()
-
-
 @pytest.mark.parametrize("eos", [True, False], ids=["exactly-once", "at-least-once"])
 def test_scale_1_3_kill_wipe_1_gives_the_backtest_alerts(
     kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, eos: bool
@@ -209,9 +192,10 @@ def test_scale_1_3_kill_wipe_1_gives_the_backtest_alerts(
         wait_for(lambda: covered([a]), 90, what="a running the 6 tasks again")
         assert fed.wait(120)
         feed(events[-PARTITIONS:], 0)
-        ends = end_offsets(kafka_bootstrap, topic)
+        ends = end_offsets(kafka_bootstrap, topic, PARTITIONS)
         assert sum(ends) == len(events)
-        wait_for(lambda: committed(kafka_bootstrap, s.kafka.group_id, topic) == ends, 120,
+        wait_for(lambda: committed_offsets(kafka_bootstrap, s.kafka.group_id, topic,
+                                           PARTITIONS) == ends, 120,
                  interval=0.5, what="the group to commit the end of the input")
         assert a.terminate() == 0, a.log_text()[-3000:]
     finally:
