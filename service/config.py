@@ -42,6 +42,11 @@ class StreamConfig(BaseModel):
     max_out_of_orderness_ms: int = 0
     idle_timeout_ms: int = 30_000
     max_future_skew_ms: int = 3_600_000
+    # Kafka mode: the field(s) the topic's records are partitioned by (docs/scale-out.md,
+    # "Repartitioning"). Unset: by the key of every pattern that reads the stream (no
+    # repartition). Set: patterns keyed otherwise read through a repartition topic;
+    # "" or [] (keyless / round-robin producers): every keyed pattern does.
+    partition_key: str | list[str] | None = None
 
     @field_validator("max_out_of_orderness_ms", "idle_timeout_ms", "max_future_skew_ms",
                      mode="before")

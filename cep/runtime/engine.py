@@ -8,7 +8,7 @@ further, tests/test_layering.py checks it):
     finish() -> Result           end of a bounded input: watermark +infinity
     event_time(event, stream)    THE place an event's time is read
     add(plan) / remove(name)     load (hot swap: the old version drains) / unload
-    patterns(), signature(), output_topics()
+    patterns(), signature(), output_topics(), stream_keys(stream)
     checkpoint() / checkpointed() / restore(items) / reset() / has_changes()
     expect_partitions(stream, partitions)
     snapshot() -> EngineSnapshot watermark()
@@ -67,7 +67,7 @@ from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
 from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest
-from cep.runtime.records import Alert, Batch, DeadLetter, Result
+from cep.runtime.records import Alert, Batch, DeadLetter, KeyPaths, KeyRoute, Result
 from cep.runtime.snapshot import (
     ClockStats,
     EngineSnapshot,
@@ -262,6 +262,11 @@ class Engine:
         """Changes when patterns are added, replaced, retired or removed."""
         return tuple((rt.name, rt.version, rt.draining) for rt in self._runtimes)
 
+    def stream_keys(self, stream: str) -> set[KeyPaths]:
+        """The distinct keys (field paths; () for an unkeyed pattern) of the loaded
+        patterns that read `stream` (repartitioning, docs/scale-out.md)."""
+        return {rt.plan.key_paths for rt in self._runtimes if rt.applies(stream)}
+
     def output_topics(self) -> set[str]:
         """The topics named by the loaded patterns' `emit to` clauses."""
         return {t for p in self.patterns() for t in p.topics}
@@ -351,12 +356,15 @@ class Engine:
             return None
         return read_time(raw, self.config.time_spec(stream), self.config.plausible_times)[0]
 
-    def expect_partitions(self, stream: str | None, partitions: Iterable[Hashable]) -> int:
+    def expect_partitions(self, stream: str | None, partitions: Iterable[Hashable],
+                          route: KeyRoute | None = None) -> int:
         """Partitions of `stream` that will send events: until their first event (or
         until they are idle) they hold back the watermark of the clocks the stream's
-        patterns use. Without this a clock knows a partition only after its first batch,
-        and one partition's records coming first would make the others' late."""
-        cks = {rt.clock_key for rt in self._runtimes if rt.applies(stream)} - {ARRIVAL}
+        patterns use (those `route` admits, for the batches of a repartitioned stream).
+        Without this a clock knows a partition only after its first batch, and one
+        partition's records coming first would make the others' late."""
+        cks = {rt.clock_key for rt in self._runtimes if rt.applies(stream)
+               and (route is None or route.admits(rt.plan.key_paths))} - {ARRIVAL}
         n = 0
         for p in partitions:
             for ck in cks:
@@ -393,7 +401,8 @@ class Engine:
             self._retire_drained()
             return res
         if isinstance(batch, Batch):
-            res = self._process(batch.events, batch.stream, batch.partition, batch.positions)
+            res = self._process(batch.events, batch.stream, batch.partition, batch.positions,
+                                batch.route)
             if batch.dead_letters:
                 res.dead_letters = _in_input_order(batch.dead_letters, res.dead_letters)
             return res
@@ -405,14 +414,22 @@ class Engine:
         stream: str | None,
         partition: Hashable,
         positions: Sequence[Any] | None,
+        route: KeyRoute | None = None,
     ) -> Result:
         result = Result()
         n = len(events)
         if n == 0:
             return result
-        self._counters["events_in"] += n
-        pos: Sequence[Any] = positions if positions is not None else [None] * n
         runtimes = [rt for rt in self._runtimes if rt.applies(stream)]
+        if route is not None:
+            # repartitioning (docs/scale-out.md): the patterns of this path only; events
+            # no pattern of the path reads are judged on the other path, not here
+            runtimes = [rt for rt in runtimes if route.admits(rt.plan.key_paths)]
+            if not runtimes:
+                return result
+        if route is None or not route.through:  # events come in once, on the input path
+            self._counters["events_in"] += n
+        pos: Sequence[Any] = positions if positions is not None else [None] * n
         dead: dict[int, DeadLetter] = {}
         if self.config.stream_schemas or self.config.default_schema is not None:
             self._validate(events, pos, stream, dead)

@@ -69,6 +69,23 @@ class Alert:
         return f"Alert({r['pattern']}, {r['kind']}, key={r['key']!r}, time={r['time']})"
 
 
+KeyPaths = tuple[tuple[str, ...], ...]  # a pattern's key: its field paths (() unkeyed)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRoute:
+    """Which of its stream's patterns a batch is for, by pattern key (repartitioning,
+    docs/scale-out.md). `through=True`: the batch comes through the repartition topic
+    of these keys, only the patterns keyed by one of them read it; `through=False`: the
+    batch comes from the input topic, every pattern of the stream except those reads it."""
+
+    keys: frozenset[KeyPaths]
+    through: bool
+
+    def admits(self, key_paths: KeyPaths) -> bool:
+        return (key_paths in self.keys) == self.through
+
+
 @dataclass
 class Batch:
     """Decoded events from one source partition, in arrival order.
@@ -86,6 +103,7 @@ class Batch:
     nbytes: int = 0
     origin: Any = None
     task: int | None = None  # the partition task (an engine with open tasks routes by it)
+    route: KeyRoute | None = None  # None: every pattern of the stream (see KeyRoute)
 
     @property
     def source(self) -> str:

@@ -47,10 +47,12 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": k.auto_offset_reset,
         # cooperative-sticky: a rebalance moves only the tasks that change hands; with
-        # several input topics `range`, which gives partition n of every topic to the
-        # same process (a task reads all of them; docs/scale-out.md)
+        # several input topics, or repartition topics (a stream declares its
+        # partition_key), `range`, which gives partition n of every topic to the same
+        # process (a task reads all of them; docs/scale-out.md)
         "partition.assignment.strategy": (
-            "cooperative-sticky" if len(input_topics(settings)) == 1 else "range"),
+            "cooperative-sticky" if len(input_topics(settings)) == 1 and all(
+                s.partition_key is None for s in settings.streams.values()) else "range"),
         "enable.partition.eof": False,
         # prefetch deep enough that consume() rarely waits for a fetch: with librdkafka's
         # default (100k) the runner read ~110k records/s on the dev box, with 500k ~200k/s;

@@ -99,6 +99,13 @@ from service.kafka.record_limits import (
     shrink_dead_letter,
     state_dead_letter,
 )
+from service.kafka.repartition import (
+    REPARTITION_CONFIG,
+    Forwarder,
+    check_counts,
+    plan_repartitions,
+    subscription,
+)
 from service.kafka.stall import StallCheck
 from service.kafka.store import load_engine, register_partitions, stored_offsets, task_dir
 from service.kafka.tasks import (
@@ -194,6 +201,9 @@ class KafkaRunner:
         self.limits = limits_of(self.k)  # poison records (service/kafka/record_limits.py)
         self.poison = PoisonGuard()  # records that fail again and again (service/kafka/poison.py)
         self._to_notify: list[Alert] = []
+        # repartition topics (service/kafka/repartition.py)
+        self.hops = plan_repartitions(settings, engine)
+        self.forwarder = Forwarder(self.hops, 0, self._send)
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
 
@@ -226,8 +236,7 @@ class KafkaRunner:
             self.cooperative = "cooperative" in str(cconf["partition.assignment.strategy"])
             self.consumer = Consumer(cconf)
             self.checkpointer = self._make_checkpointer()
-            self.consumer.subscribe(input_topics(self.settings), on_assign=self._on_assign,
-                                    on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self._subscribe()
             self.progress.start()
             while not self.stop.is_set():
                 self._iteration()
@@ -235,6 +244,12 @@ class KafkaRunner:
         finally:
             self.progress.stop()
             self._close()
+
+    def _subscribe(self) -> None:
+        assert self.consumer is not None
+        self.consumer.subscribe(subscription(self.settings, self.hops),
+                                on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
 
     def _iteration(self) -> None:
         try:
@@ -298,9 +313,11 @@ class KafkaRunner:
         assert self.admin is not None
         inputs = input_topics(self.settings)
         cl = self.k.changelog_topic
-        counts = partition_counts(self.admin, [*inputs, cl])
+        counts = partition_counts(self.admin, [*inputs, cl, *self.hops.topics()])
         try:
             self.n_tasks = task_count(counts, inputs)
+            check_counts(counts, self.hops.topics(), self.n_tasks, create=self.k.create_topics)
+            self.forwarder.partitions = self.n_tasks
         except PartitionMismatchError as exc:
             raise KafkaRunnerError(str(exc)) from None
         have = counts.get(cl)
@@ -384,6 +401,10 @@ class KafkaRunner:
             need = self.limits.max_state_bytes_per_key + CHANGELOG_OVERHEAD
             ensure_topics(self.admin, [self.k.changelog_topic], partitions=self.n_tasks,
                           config={**CHANGELOG_CONFIG, "max.message.bytes": str(need)})
+        wanted = set(self.hops.topics()) - self._topics_known
+        if wanted:
+            ensure_topics(self.admin, wanted, partitions=self.n_tasks, config=REPARTITION_CONFIG)
+            self._topics_known |= wanted
 
     def _check_changelog_limit(self) -> None:
         """The changelog topic and the producer must take a key's largest state."""
@@ -592,7 +613,8 @@ class KafkaRunner:
             for tp in partitions:
                 by_task.setdefault(tp.partition, []).append((tp.topic, tp.partition))
             for tid, tps in by_task.items():
-                register_partitions(self.engine.task(tid), self._stream, tps)
+                register_partitions(self.engine.task(tid), self._stream,
+                                self.hops.clock_partitions(tps, self.n_tasks), self.hops.route)
                 self._publish_task(self.tasks[tid])
             self.ready.set()
         except Exception as exc:
@@ -658,7 +680,8 @@ class KafkaRunner:
     def _stream(self, topic: str) -> str:
         s = self._streams.get(topic)
         if s is None:
-            s = self._streams[topic] = self.settings.stream_for_topic(topic)
+            s = self._streams[topic] = (self.hops.stream_of(topic)
+                                        or self.settings.stream_for_topic(topic))
         return s
 
     def _patterns_changed(self) -> None:
@@ -666,8 +689,16 @@ class KafkaRunner:
         if sig == self._signature:
             return
         self._signature = sig
+        hops = plan_repartitions(self.settings, self.engine)
+        if hops != self.hops:  # a hot-loaded pattern is keyed otherwise: read its hop too
+            self.hops = self.forwarder.plan = hops
+            self._streams.clear()
+            self._ensure_topics(first=True)
+            self._subscribe()  # a rebalance: the new hop's partitions join their tasks
         for task in self.tasks.values():
-            register_partitions(self.engine.task(task.id), self._stream, task.partitions)
+            register_partitions(self.engine.task(task.id), self._stream,
+                                self.hops.clock_partitions(task.partitions, self.n_tasks),
+                                self.hops.route)
         self._ensure_topics()
         log.info("patterns now loaded: %s", ", ".join(f"{n}@{v}{' (draining)' if d else ''}"
                                                       for n, v, d in sig) or "none")
@@ -682,13 +713,14 @@ class KafkaRunner:
             if metrics is not None and b.dead:
                 metrics.decode_error(t, "malformed", len(b.dead))
             stream = self._stream(t)
-            res = self.poison.step(self.driver, Batch(
-                b.events, b.positions, b.dead, stream=stream, partition=(t, p),
-                received=b.count, origin=b, task=p))
+            self.forwarder.forward(stream, b)  # to the hops of the stream, if any
+            dead: list[DeadLetter] = []
+            for batch in self.hops.batches(stream, b):  # a hop's: one per source partition
+                dead += self.poison.step(self.driver, batch).dead_letters
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
                 metrics.recent.add_events(stream, b.events)  # for the console
-                metrics.recent.add_dead(stream, res.dead_letters)
+                metrics.recent.add_dead(stream, dead)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)
         assert self.producer is not None
@@ -741,12 +773,13 @@ class KafkaRunner:
         log.warning("consumer: %s", err)
 
     def _send(self, topic: str, value: bytes | None, key: bytes | None,
-              headers: list[tuple[str, bytes]] | None = None) -> None:
+              headers: list[tuple[str, bytes]] | None = None,
+              partition: int | None = None) -> None:
         if self.txn is not None:
-            self.txn.produce(topic, value, key, headers)
+            self.txn.produce(topic, value, key, headers, partition=partition)
         else:
             assert self.producer is not None
-            produce(self.producer, topic, value, key, headers, self.deliveries)
+            produce(self.producer, topic, value, key, headers, self.deliveries, partition)
         self.produced_since += 1
 
     def _emit_alerts(self, alerts: list[Alert]) -> None:
@@ -758,6 +791,7 @@ class KafkaRunner:
     def _emit_dead(self, dead: list[DeadLetter], b: PartitionBatch, stream: str) -> None:
         """Each dead letter with its record's original key and bytes (see
         service/kafka/dead_letters.py)."""
+        dead = self.hops.judged_here(b.topic, dead)  # repartition: one path reports
         offsets = [_offset(d) for d in dead]
         raw = b.raw(offsets)
         topic = self.k.dead_letter_topic
@@ -833,7 +867,9 @@ class KafkaRunner:
             self._recover_changelog(task)
             engine = self.engine.task(task.id)
             load_engine(engine, task.store)
-            register_partitions(engine, self._stream, task.partitions)
+            register_partitions(engine, self._stream,
+                                self.hops.clock_partitions(task.partitions, self.n_tasks),
+                                self.hops.route)
             stored = stored_offsets(task.store)
             for key in sorted(task.partitions):
                 off = stored.get(key, self.first_offsets.get(key))

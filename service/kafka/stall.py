@@ -62,7 +62,7 @@ class StallCheck:
                 _, high = r.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             except KafkaException:
                 continue
-            if high > pos:
+            if high > pos and not _past_markers(r.consumer, t, p, high):
                 return f"{t}[{p}] is {high - pos} records behind"
         return None
 
@@ -80,3 +80,14 @@ class StallCheck:
             raise KafkaRunnerError(
                 f"{stalled}; stopping after kafka.stall_exit_ms = {exit_s * 1000:.0f} so that "
                 "the supervisor restarts the service (it resumes from the last checkpoint)")
+
+
+def _past_markers(consumer: Any, topic: str, partition: int, high: int) -> bool:
+    """The consumer's position is at the end: what lies between the last record read
+    and the end are transaction markers or aborted records (a transactional topic,
+    e.g. a repartition topic), which read_committed never delivers."""
+    try:
+        pos = consumer.position([TopicPartition(topic, partition)])[0].offset
+    except KafkaException:
+        return False
+    return bool(pos >= high)

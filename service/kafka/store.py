@@ -23,8 +23,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cep.runtime.engine import Engine
+from cep.runtime.records import KeyRoute
 from cep.state.codec import META_PREFIX, STATE_PREFIX
 from cep.state.store import StateStore
 
@@ -103,10 +105,14 @@ def load_engine(engine: Engine, store: StateStore) -> dict[str, int]:
 
 
 def register_partitions(engine: Engine, stream_of: Callable[[str], str],
-                        tps: Iterable[TP]) -> int:
-    """Make assigned partitions hold back the watermark of the clocks their stream's
-    patterns use, until their first event (or until they are idle)."""
-    by_stream: dict[str, list[TP]] = {}
-    for t, p in tps:
-        by_stream.setdefault(stream_of(t), []).append((t, p))
-    return sum(engine.expect_partitions(s, ps) for s, ps in by_stream.items())
+                        tps: Iterable[tuple[Any, ...]],
+                        route_of: Callable[[str], KeyRoute | None] = lambda t: None) -> int:
+    """Make assigned partitions (`(topic, partition, ...)`: a repartition topic's are
+    per source partition) hold back the watermark of the clocks their stream's patterns
+    use (of a repartitioned stream: the patterns that read the partition's topic,
+    `route_of`), until their first event (or until they are idle)."""
+    by_topic: dict[str, list[tuple[Any, ...]]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp[0], []).append(tp)
+    return sum(engine.expect_partitions(stream_of(t), ps, route_of(t))
+               for t, ps in by_topic.items())
