@@ -67,9 +67,13 @@ def key_name(key: KeyPaths) -> str:
 
 def topic_name(group_id: str, stream: str, key: KeyPaths) -> str:
     """The hop of `stream` for patterns keyed by `key` (Kafka Streams' naming:
-    `<application.id>-<name>-repartition`; characters a topic name cannot hold -> _)."""
-    name = f"{group_id}-{stream}-by-{key_name(key)}-repartition"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:249]
+    `<application.id>-<name>-repartition`). Characters a topic name cannot hold become
+    `_`, and then a hash of the exact name follows, so that two names never meet."""
+    name = f"{group_id}-{stream}-by-{key_name(key)}"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    if safe != name:
+        safe = f"{safe[:220]}-{zlib.crc32(name.encode()):08x}"
+    return f"{safe}-repartition"
 
 
 def key_bytes(event: dict[str, object], key: KeyPaths) -> bytes | None:
