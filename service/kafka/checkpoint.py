@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -134,6 +134,8 @@ class TaskCut:
     store: StateStore
     positions: dict[TP, int]
     seed_snapshot: bool = False  # write the whole store (the changelog lacks it)
+    # more store keys of the task (the repartition topics' source marks, repartition.py)
+    extra: dict[bytes, bytes | None] = field(default_factory=dict)
 
     def puts(self, state_filter: StateFilter | None = None) -> tuple[dict[bytes, bytes | None],
                                                                       int]:
@@ -145,6 +147,7 @@ class TaskCut:
         dropped = state_filter(self.engine, deltas) if state_filter is not None else 0
         puts.update(deltas)
         puts.update(offset_puts(self.positions))
+        puts.update(self.extra)
         return puts, dropped
 
 

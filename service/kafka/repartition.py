@@ -34,6 +34,7 @@ import orjson
 
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch, DeadLetter, KeyPaths, KeyRoute
+from cep.state.store import StateStore
 from cep.values import normalise_key, path_get
 from service.config import Settings
 from service.kafka.io import PartitionBatch, input_topics
@@ -146,9 +147,11 @@ class RepartitionPlan:
             return dead
         return [d for d in dead if d.reason not in EVENT_FAULTS]
 
-    def batches(self, stream: str, b: PartitionBatch) -> list[Batch]:
+    def batches(self, stream: str, b: PartitionBatch, marks: SourceMarks | None = None
+                ) -> list[Batch]:
         """The engine batches of one partition's records: one, with the patterns that
-        read its topic (`route`); a hop's, one per source partition (`by_source`)."""
+        read its topic (`route`); a hop's, one per source partition, without the
+        records seen already (`by_source`)."""
         route = self.route(b.topic)
         t, p = b.topic, b.partition
         if route is None or not route.through:
@@ -156,7 +159,7 @@ class RepartitionPlan:
                           received=b.count, origin=b, task=p, route=route)]
         return [Batch(part.events, part.positions, part.dead, stream=stream,
                       partition=(t, p, src), received=part.count, origin=part, task=p,
-                      route=route) for src, part in by_source(b)]
+                      route=route) for src, part in by_source(b, marks)]
 
     def clock_partitions(self, tps: Iterable[tuple[str, int]], sources: int
                          ) -> list[tuple[Any, ...]]:
@@ -220,17 +223,73 @@ def subscription(settings: Settings, plan: RepartitionPlan) -> list[str]:
     return sorted(set(input_topics(settings)) | set(plan.topics()))
 
 
-def by_source(b: PartitionBatch) -> list[tuple[int, PartitionBatch]]:
+class SourceMarks:
+    """Per hop partition and source partition: the last source offset read after the
+    hop. At-least-once, a replay before the hop (a crash after records were forwarded
+    but before the input offsets were committed) forwards records again; after the hop
+    they are dropped as seen. The marks are task state: stored and changelogged with
+    the task's checkpoint (`r\0<hop>\0<partition>\0<source>`), reloaded with it."""
+
+    PREFIX = b"r\x00"
+
+    def __init__(self) -> None:
+        self._marks: dict[int, dict[tuple[str, int, int], int]] = {}
+        self._dirty: dict[int, set[tuple[str, int, int]]] = {}
+        self.duplicates = 0
+
+    def load(self, task: int, store: StateStore) -> None:
+        marks: dict[tuple[str, int, int], int] = {}
+        for k, v in store.items(self.PREFIX):
+            hop, part, src = k[len(self.PREFIX):].split(b"\x00")
+            marks[(hop.decode(), int(part), int(src))] = int(v)
+        self._marks[task] = marks
+        self._dirty[task] = set()
+
+    def drop(self, task: int) -> None:
+        self._marks.pop(task, None)
+        self._dirty.pop(task, None)
+
+    def fresh(self, task: int, mark: tuple[str, int, int], offset: int) -> bool:
+        """Not seen yet (and now seen)."""
+        marks = self._marks.setdefault(task, {})
+        if offset <= marks.get(mark, -1):
+            self.duplicates += 1
+            return False
+        marks[mark] = offset
+        self._dirty.setdefault(task, set()).add(mark)
+        return True
+
+    def puts(self, task: int) -> dict[bytes, bytes | None]:
+        """The marks changed since the last call, as store puts (for the checkpoint)."""
+        dirty = self._dirty.get(task)
+        if not dirty:
+            return {}
+        marks = self._marks[task]
+        out: dict[bytes, bytes | None] = {
+            self.PREFIX + f"{hop}\x00{part}\x00{src}".encode(): str(marks[(hop, part, src)])
+            .encode() for hop, part, src in dirty}
+        dirty.clear()
+        return out
+
+
+def by_source(b: PartitionBatch, marks: SourceMarks | None = None
+              ) -> list[tuple[int, PartitionBatch]]:
     """A hop's batch split per source partition (`cep.source`), in order within each:
     the watermark after the hop is the minimum over the source partitions, as it is
     over the input partitions without a hop (Flink's per-channel watermarks), so the
-    interleaving of the sources in the hop makes no event late. Every part ends at the
-    batch's last offset (the next offset to read is the batch's); the first carries the
-    batch's decode dead letters."""
+    interleaving of the sources in the hop makes no event late. Records `marks` has
+    seen are dropped. Every part ends at the batch's last offset (the next offset to
+    read is the batch's); the first carries the batch's decode dead letters and counts
+    the dropped records as received."""
     raw = b.raw(pos[2] for pos in b.positions)
     parts: dict[int, PartitionBatch] = {}
+    dropped = 0
     for d, pos in zip(b.events, b.positions, strict=True):
-        src = _source_partition(raw[pos[2]].headers(), b.partition)
+        src, src_off = _source(raw[pos[2]].headers(), b.partition)
+        if marks is not None and src_off >= 0 and not marks.fresh(
+                b.partition, (b.topic, b.partition, src), src_off):
+            dropped += 1
+            continue
         part = parts.get(src)
         if part is None:
             part = parts[src] = PartitionBatch(b.topic, b.partition, b.msgs,
@@ -239,22 +298,30 @@ def by_source(b: PartitionBatch) -> list[tuple[int, PartitionBatch]]:
         part.events.append(d)
         part.positions.append(pos)
     out = sorted(parts.items())
-    if not out:
-        return [(b.partition, b)]
+    if not out:  # nothing new: an empty part still moves the offset on
+        out = [(b.partition, PartitionBatch(b.topic, b.partition, b.msgs,
+                                            first_offset=b.first_offset,
+                                            last_offset=b.last_offset))]
     out[0][1].dead = b.dead
     for _, part in out:
         part.count = len(part.events) + len(part.dead)
+    out[0][1].count += dropped
+    if dropped:
+        log.info("%s[%d]: %d record(s) forwarded again (a replay before the hop) dropped",
+                 b.topic, b.partition, dropped)
     return out
 
 
-def _source_partition(headers: Any, default: int) -> int:
+def _source(headers: Any, default: int) -> tuple[int, int]:
+    """(source partition, source offset) of a hop record; (default, -1) without it."""
     for name, value in headers or ():
         if name == SOURCE_HEADER and value:
             try:
-                return int(value.rsplit(b":", 2)[-2])
-            except (ValueError, IndexError):
+                _, part, off = value.rsplit(b":", 2)
+                return int(part), int(off)
+            except ValueError:
                 break
-    return default
+    return default, -1
 
 
 class Forwarder:

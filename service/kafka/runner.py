@@ -102,6 +102,7 @@ from service.kafka.record_limits import (
 from service.kafka.repartition import (
     REPARTITION_CONFIG,
     Forwarder,
+    SourceMarks,
     check_counts,
     plan_repartitions,
     subscription,
@@ -204,6 +205,7 @@ class KafkaRunner:
         # repartition topics (service/kafka/repartition.py)
         self.hops = plan_repartitions(settings, engine)
         self.forwarder = Forwarder(self.hops, 0, self._send)
+        self.marks = SourceMarks()  # at-least-once replays before a hop, dropped after it
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
 
@@ -509,6 +511,7 @@ class KafkaRunner:
         self._recover_changelog(task)
         engine = self.engine.open_task(tid)
         stats = load_engine(engine, task.store)
+        self.marks.load(tid, task.store)
         task.state = RUNNING
         task.restored_at = time.monotonic()
         self._publish_task(task)
@@ -521,6 +524,7 @@ class KafkaRunner:
         """Drop a task: its state leaves the engine, its store is closed (it stays on
         disk: a later assignment of the task starts from it when it is current)."""
         task = self.tasks.pop(tid, None)
+        self.marks.drop(tid)
         if tid in self.engine.tasks():
             self.engine.close_task(tid)
         if task is not None:
@@ -715,7 +719,8 @@ class KafkaRunner:
             stream = self._stream(t)
             self.forwarder.forward(stream, b)  # to the hops of the stream, if any
             dead: list[DeadLetter] = []
-            for batch in self.hops.batches(stream, b):  # a hop's: one per source partition
+            # a hop's records: one batch per source partition, without those seen
+            for batch in self.hops.batches(stream, b, self.marks):
                 dead += self.poison.step(self.driver, batch).dead_letters
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
@@ -827,7 +832,7 @@ class KafkaRunner:
             engine = self.engine.task(task.id)
             if positions or engine.has_changes() or task.seed_snapshot:
                 cuts.append(TaskCut(task.id, engine, task.store, positions,
-                                    task.seed_snapshot))
+                                    task.seed_snapshot, self.marks.puts(task.id)))
         if isinstance(self.checkpointer, AtLeastOnceCheckpoint):
             info = self.checkpointer.commit(cuts, sync_commit=sync)
         else:
@@ -867,6 +872,7 @@ class KafkaRunner:
             self._recover_changelog(task)
             engine = self.engine.task(task.id)
             load_engine(engine, task.store)
+            self.marks.load(task.id, task.store)
             register_partitions(engine, self._stream,
                                 self.hops.clock_partitions(task.partitions, self.n_tasks),
                                 self.hops.route)

@@ -14,9 +14,12 @@ from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.runtime.engine import Engine, EngineConfig
 from cep.runtime.records import Batch, DeadLetter, KeyRoute
+from cep.state.store import MemoryStore
 from service.config import KafkaConfig, Settings, StreamConfig
+from service.kafka.checkpoint import TaskCut
 from service.kafka.io import consumer_config
 from service.kafka.repartition import (
+    SourceMarks,
     declared_key,
     key_bytes,
     partition_for,
@@ -185,3 +188,27 @@ def test_unkeyed_patterns_and_patterns_keyed_like_the_topic_read_it_directly(
     plan = plan_repartitions(settings(declared), engine())
     keys = {h.key for h in plan.hops}
     assert CARD not in keys and () not in keys
+
+
+def test_source_marks_drop_records_forwarded_again_and_survive_the_store() -> None:
+    """At-least-once: a replay before the hop forwards records again; after the hop
+    they are dropped. The marks go to the store with the task's checkpoint and come
+    back with it (a restore, another instance)."""
+    hop = "fraud-tx-by-account-repartition"
+    marks = SourceMarks()
+    marks.load(1, MemoryStore())
+    assert [marks.fresh(1, (hop, 1, 0), off) for off in (5, 6, 7)] == [True] * 3
+    assert marks.fresh(1, (hop, 1, 3), 2)  # another source partition: its own mark
+    store = MemoryStore()
+    store.write_batch(marks.puts(1))
+    assert marks.puts(1) == {}  # nothing changed since
+    assert [marks.fresh(1, (hop, 1, 0), off) for off in (6, 7, 8)] == [False, False, True]
+    assert marks.duplicates == 2
+    again = SourceMarks()
+    again.load(1, store)  # the checkpoint's marks: 7 and 2
+    assert [again.fresh(1, (hop, 1, 0), off) for off in (7, 8)] == [False, True]
+    assert not again.fresh(1, (hop, 1, 3), 2)
+    # and through a checkpoint's cut, with the rest of the task's keys
+    cut = TaskCut(1, engine(), MemoryStore(), {("tx-topic", 1): 10}, extra=again.puts(1))
+    puts, _ = cut.puts()
+    assert puts[SourceMarks.PREFIX + hop.encode() + b"\x001\x000"] == b"8"
