@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from confluent_kafka import Message
 
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch, DeadLetter, KeyPaths, KeyRoute
@@ -310,6 +311,15 @@ def by_source(b: PartitionBatch, marks: SourceMarks | None = None
         log.info("%s[%d]: %d record(s) forwarded again (a replay before the hop) dropped",
                  b.topic, b.partition, dropped)
     return out
+
+
+def forwarded_from(m: Message) -> list[tuple[str, bytes]]:
+    """A dead letter's header naming the input record a hop record was forwarded from
+    (`cep.repartition.source` = `topic:partition:offset`); none for other records."""
+    for name, value in m.headers() or ():
+        if name == SOURCE_HEADER and isinstance(value, bytes):
+            return [("cep.repartition.source", value)]
+    return []
 
 
 def _source(headers: Any, default: int) -> tuple[int, int]:

@@ -104,6 +104,7 @@ from service.kafka.repartition import (
     Forwarder,
     SourceMarks,
     check_counts,
+    forwarded_from,
     plan_repartitions,
     subscription,
 )
@@ -803,6 +804,7 @@ class KafkaRunner:
         for d, off in zip(dead, offsets, strict=True):
             m = raw[off]
             rec = dead_letter_record(d, m.key(), m.value(), stream)
+            rec.headers += forwarded_from(m)  # after a hop: the input's position
             key, value, headers = shrink_dead_letter(rec.key, rec.value, rec.headers,
                                                      self.limits)
             self._send(topic, value, key, headers)

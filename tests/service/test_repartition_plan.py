@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
@@ -17,10 +18,13 @@ from cep.runtime.records import Batch, DeadLetter, KeyRoute
 from cep.state.store import MemoryStore
 from service.config import KafkaConfig, Settings, StreamConfig
 from service.kafka.checkpoint import TaskCut
-from service.kafka.io import consumer_config
+from service.kafka.io import PartitionBatch, consumer_config, decode
 from service.kafka.repartition import (
+    Forwarder,
     SourceMarks,
+    by_source,
     declared_key,
+    forwarded_from,
     key_bytes,
     partition_for,
     plan_repartitions,
@@ -212,3 +216,58 @@ def test_source_marks_drop_records_forwarded_again_and_survive_the_store() -> No
     cut = TaskCut(1, engine(), MemoryStore(), {("tx-topic", 1): 10}, extra=again.puts(1))
     puts, _ = cut.puts()
     assert puts[SourceMarks.PREFIX + hop.encode() + b"\x001\x000"] == b"8"
+
+
+def records(topic: str, partition: int, values: list[Any], headers: list[Any] | None = None
+            ) -> tuple[list[Message], PartitionBatch]:
+    """Kafka records (real confluent_kafka Messages, no broker) and their decoded batch."""
+    msgs = [Message(topic=topic, partition=partition, offset=i, key=None,
+                    value=v if isinstance(v, bytes) else orjson.dumps(v),
+                    headers=None if headers is None else headers[i])
+            for i, v in enumerate(values)]
+    groups, errors = decode(msgs)
+    assert not errors
+    return msgs, groups[(topic, partition)]
+
+
+def test_the_forwarder_sends_each_event_to_the_partition_of_its_pattern_key() -> None:
+    plan = plan_repartitions(settings("card"), engine())
+    hop = "fraud-tx-by-account-repartition"
+    sent: list[tuple[str, bytes | None, bytes | None, list[Any], int]] = []
+    fw = Forwarder(plan, 6, lambda *rec: sent.append(rec))
+    raw_a1 = b'{"id": "e0",  "ts": 1, "card": "c1", "account": "a1"}'  # spaces kept
+    _, b = records("tx-topic", 4, [raw_a1, b"not json", {"id": "e2", "ts": 2, "card": "c1"}])
+    assert fw.forward("tx", b) == 2  # the malformed record is the input path's dead letter
+    (t1, v1, k1, h1, p1), (t2, _v2, k2, h2, p2) = sent
+    assert (t1, v1, k1, p1) == (hop, raw_a1, b'"a1"', partition_for(b'"a1"', 6))
+    assert h1 == [("cep.source", b"tx-topic:4:0")]
+    # no account: to the partition number it came from, no key; judged after the hop
+    assert (t2, k2, p2, h2) == (hop, None, 4, [("cep.source", b"tx-topic:4:2")])
+    # a hop's own batches are never forwarded again
+    _, hb = records(hop, 4, [{"id": "e0", "ts": 1, "account": "a1"}])
+    assert fw.forward("tx", hb) == 0 and fw.forwarded == 2
+
+
+def test_a_hop_batch_is_split_per_source_partition_without_the_records_seen() -> None:
+    hop = "fraud-tx-by-account-repartition"
+    src = [b"tx-topic:0:7", b"tx-topic:3:1", b"tx-topic:0:8", b"tx-topic:3:1"]
+    values: list[Any] = [{"id": f"e{i}", "ts": i, "account": "a1"} for i in range(4)]
+    msgs, b = records(hop, 2, [*values[:2], b"[1]", *values[2:]],
+                      [[("cep.source", s)] for s in src[:2]] + [None]
+                      + [[("cep.source", s)] for s in src[2:]])
+    marks = SourceMarks()
+    parts = by_source(b, marks)
+    assert [(s, [d["id"] for d in part.events]) for s, part in parts] == [
+        (0, ["e0", "e2"]), (3, ["e1"])]  # e3 repeats source 3's offset 1: dropped
+    assert [len(part.dead) for _, part in parts] == [1, 0]  # the malformed record
+    assert sum(part.count for _, part in parts) == b.count == 5
+    assert {part.last_offset for _, part in parts} == {4}  # the next offset: the batch's
+    assert marks.duplicates == 1
+    # the engine batches: per source partition, for the hop's patterns
+    plan = plan_repartitions(settings("card"), engine())
+    batches = plan.batches("tx", b, SourceMarks())
+    assert [bt.partition for bt in batches] == [(hop, 2, 0), (hop, 2, 3)]
+    assert all(bt.route == plan.route(hop) and bt.task == 2 for bt in batches)
+    # a dead letter after the hop names the input record it was forwarded from
+    assert forwarded_from(msgs[1]) == [("cep.repartition.source", b"tx-topic:3:1")]
+    assert forwarded_from(msgs[2]) == []
