@@ -316,7 +316,8 @@ def by_source(b: PartitionBatch, marks: SourceMarks | None = None
 def forwarded_from(m: Message) -> list[tuple[str, bytes]]:
     """A dead letter's header naming the input record a hop record was forwarded from
     (`cep.repartition.source` = `topic:partition:offset`); none for other records."""
-    for name, value in m.headers() or ():
+    headers: Any = m.headers()  # a list of (name, value) as the consumer gives them
+    for name, value in headers or ():
         if name == SOURCE_HEADER and isinstance(value, bytes):
             return [("cep.repartition.source", value)]
     return []

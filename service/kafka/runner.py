@@ -804,9 +804,8 @@ class KafkaRunner:
         for d, off in zip(dead, offsets, strict=True):
             m = raw[off]
             rec = dead_letter_record(d, m.key(), m.value(), stream)
-            rec.headers += forwarded_from(m)  # after a hop: the input's position
-            key, value, headers = shrink_dead_letter(rec.key, rec.value, rec.headers,
-                                                     self.limits)
+            key, value, headers = shrink_dead_letter(  # after a hop: + the input position
+                rec.key, rec.value, rec.headers + forwarded_from(m), self.limits)
             self._send(topic, value, key, headers)
             self.stats[f"dead_letters.{d.reason}"] += 1
             log.debug("dead letter %s[%d]@%d: %s (%s)", b.topic, b.partition, off,

@@ -128,12 +128,16 @@ def test_a_pattern_keyed_otherwise_than_its_topic_needs_the_repartition_topic(
     bad = {"id": "bad-ts", "ts": "soon", "type": "purchase", "card_id": "card-1",
            "account": "acct-1", "amount": 1.0}
     events.insert(100, bad)
+    # no card, no account: card_testing (direct) and account_burst (after its hop)
+    # would both start on it and no pattern can key it: missing_key on each path
+    keyless = {"id": "no-key", "ts": events[200]["ts"], "type": "purchase", "amount": 1.0}
+    events.insert(201, keyless)
     markers = end_markers([e for e in events if isinstance(e["ts"], int)])
     feed(kafka_bootstrap, topic, events + markers)
     s = settings_of(cfg)
     hops = {topic_name(s.kafka.group_id, "transactions", (("account",),)),
             topic_name(s.kafka.group_id, "transactions", (("order_id",),))}
-    expected = backtest_ids(cfg, [e for e in events if e is not bad] + markers)
+    expected = backtest_ids(cfg, events + markers)
     assert len(expected) > 50
     with RunnerThread(cfg) as r:
         ends = end_offsets(kafka_bootstrap, topic, PARTITIONS)
@@ -155,6 +159,11 @@ def test_a_pattern_keyed_otherwise_than_its_topic_needs_the_repartition_topic(
         # the bad time is judged once (the input path reports it for card_testing; the
         # hops of account_burst and unpaid_order do not report it again)
         assert [d.get("cep.reason") for d in dead].count("bad_time") == 1, dead
+        missing = sorted((d["cep.source.topic"], d.get("cep.repartition.source", ""))
+                         for d in dead if d.get("cep.reason") == "missing_key")
+        account_hop = topic_name(s.kafka.group_id, "transactions", (("account",),))
+        assert [t for t, _ in missing] == sorted([topic, account_hop]), missing
+        assert dict(missing)[account_hop].startswith(f"{topic}:0:")  # the input record
         assert stats["records_in"] > len(events)  # the hops' records are read too
     else:
         assert not (set(md) & hops)
