@@ -195,9 +195,11 @@ def test_three_processes_with_a_repartition_topic_give_the_backtest_alerts(
     try:
         a.start()
         wait_for(lambda: covered([a]), 60, what="one instance running the 6 tasks")
-        # ~25 s of events: they flow through the scale-up, the kill and the scale-down
-        feeder = threading.Thread(target=lambda: (feed(kafka_bootstrap, topic, events, 0.1,
-                                                       every=30), fed.set()), daemon=True)
+        def flow() -> None:  # ~25 s of events: through the scale-up, the kill, the scale-down
+            feed(kafka_bootstrap, topic, events, 0.1, every=30)
+            fed.set()
+
+        feeder = threading.Thread(target=flow, daemon=True)
         feeder.start()
         time.sleep(1.0)
         b.start()
@@ -234,3 +236,39 @@ def test_three_processes_with_a_repartition_topic_give_the_backtest_alerts(
     again = sum(i.log_text().count("forwarded again") for i in everyone)
     print(f"\n[{'eos' if eos else 'alo'}] {len(got) - len(set(got))} duplicate alerts of "
           f"{len(expected)}; {again} hop batches with records forwarded again")
+
+
+def test_a_hot_loaded_pattern_keyed_otherwise_gets_its_repartition_topic(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    """A pattern loaded while the runner runs, keyed by neither the topic's key nor an
+    existing hop's: the runner creates its hop and subscribes to it (a rebalance);
+    the events after the load give the backtest's alerts."""
+    from cep.compiler.pipeline import compile_pattern
+    from cep.dsl import load_source
+
+    topic = topic_factory(partitions=PARTITIONS)
+    cfg = write_config(tmp_path, kafka_bootstrap, topic, checkpoint="200ms")
+    cfg.write_text(cfg.read_text().replace('time_field = "ts"\n',
+                                           'time_field = "ts"\npartition_key = "card_id"\n', 1))
+    s = settings_of(cfg)
+    account_hop = topic_name(s.kafka.group_id, "transactions", (("account",),))
+    events = accounts(workload(2000, seed=4))
+    markers = end_markers(events)
+    with RunnerThread(cfg) as r:
+        assert account_hop not in r.runner.hops.topics()  # unpaid_order's hop only
+        plan = compile_pattern(load_source(ACCOUNT_PATTERN)[0])
+        r.runner.control.submit(lambda e: e.add(plan)).result(30)
+        wait_for(lambda: any(t == account_hop for t, _ in list(r.runner.assigned)), 60,
+                 what="the new hop's partitions assigned")
+        feed(kafka_bootstrap, topic, events + markers)
+        configure(cfg, declared=False)  # the backtest: the three patterns
+        expected = backtest_ids(cfg, events + markers)
+        assert len(expected) > 20
+        wait_for(lambda: set(alerts_of(kafka_bootstrap, topic)) >= expected, 90,
+                 interval=0.5, what="the backtest's alerts")
+    md = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert len(md[account_hop].partitions) == PARTITIONS
+    got = set(alerts_of(kafka_bootstrap, topic))
+    assert got == expected
+    assert {a.record["pattern"] for a in r.alerts} >= {"account_burst"}
