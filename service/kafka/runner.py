@@ -619,7 +619,8 @@ class KafkaRunner:
                 by_task.setdefault(tp.partition, []).append((tp.topic, tp.partition))
             for tid, tps in by_task.items():
                 register_partitions(self.engine.task(tid), self._stream,
-                                self.hops.clock_partitions(tps, self.n_tasks), self.hops.route)
+                                    self.hops.clock_partitions(tps, self.n_tasks),
+                                    self.hops.route)
                 self._publish_task(self.tasks[tid])
             self.ready.set()
         except Exception as exc:
