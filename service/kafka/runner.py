@@ -19,6 +19,9 @@ and changelog partition n. N processes with the same group id share the tasks.
             offset; then `ready` is set
     loop:   pending API changes (control.run_pending, at a batch boundary)
             -> consume(batch_size) -> decode per (topic, partition)
+            -> events of a stream with repartition topics forwarded to them (in the
+               open transaction); a repartition topic's batches split per source
+               partition (service/kafka/repartition.py)
             -> per partition, the driver's step (cep/runtime/driver.py): the task's
                engine, then this runner's sink: alerts and dead letters produced
                (exactly-once: inside the open transaction), then the next offset
