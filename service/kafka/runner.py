@@ -729,7 +729,8 @@ class KafkaRunner:
                 dead += self.poison.step(self.driver, batch).dead_letters
             if metrics is not None:
                 metrics.observe_batch(t, b.count, time.perf_counter() - t0)
-                metrics.recent.add_events(stream, b.events)  # for the console
+                if self.hops.stream_of(t) is None:  # a hop's events: shown from the input
+                    metrics.recent.add_events(stream, b.events)  # for the console
                 metrics.recent.add_dead(stream, dead)
                 self._observe_lag(metrics, t, p, b.last_offset + 1)
         self.stats["records_in"] += len(msgs) - len(errors)

@@ -5,6 +5,7 @@ test_repartition.py."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -30,6 +31,8 @@ from service.kafka.repartition import (
     plan_repartitions,
     topic_name,
 )
+from service.kafka.stall import StallCheck
+from service.kafka.watchdog import Progress
 
 SRC = """
 pattern by_card {
@@ -271,3 +274,31 @@ def test_a_hop_batch_is_split_per_source_partition_without_the_records_seen() ->
     # a dead letter after the hop names the input record it was forwarded from
     assert forwarded_from(msgs[1]) == [("cep.repartition.source", b"tx-topic:3:1")]
     assert forwarded_from(msgs[2]) == []
+
+
+class _Consumer:
+    """A consumer whose last read record is offset 9 of a partition that ends at 11."""
+
+    def __init__(self, position: int) -> None:
+        self._position = position
+
+    def get_watermark_offsets(self, tp: Any, cached: bool = False) -> tuple[int, int]:
+        return 0, 11
+
+    def position(self, tps: list[Any]) -> list[Any]:
+        return [SimpleNamespace(offset=self._position)]
+
+
+@pytest.mark.parametrize(("position", "waiting"), [(11, False), (10, True)])
+def test_transaction_markers_at_the_end_of_a_hop_are_not_records_waiting(
+    position: int, waiting: bool
+) -> None:
+    """A repartition topic is written in transactions: after its last record comes a
+    commit marker that read_committed never delivers, so the next offset the runner
+    stores (10) stays below the end (11). The consumer's position is past the marker:
+    nothing waits (else the stall watchdog would stop an idle runner)."""
+    r = SimpleNamespace(progress=Progress(60, 300), assigned={("hop", 0)},
+                        positions={("hop", 0): 10}, consumed_since=0,
+                        consumer=_Consumer(position), k=SimpleNamespace(stall_exit_ms=0))
+    reason = StallCheck(r).waiting()
+    assert (reason is not None) == waiting
