@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from kafka_runner_helpers import (
     MINUTE,
     PATTERNS,
@@ -272,3 +272,26 @@ def test_a_hot_loaded_pattern_keyed_otherwise_gets_its_repartition_topic(
     got = set(alerts_of(kafka_bootstrap, topic))
     assert got == expected
     assert {a.record["pattern"] for a in r.alerts} >= {"account_burst"}
+
+
+def test_a_repartition_topic_with_another_partition_count_is_refused(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    from service.kafka.checkpoint import KafkaRunnerError
+
+    topic = topic_factory(partitions=3)
+    cfg = write_config(tmp_path, kafka_bootstrap, topic)
+    configure(cfg, declared=True)
+    s = settings_of(cfg)
+    hop = topic_name(s.kafka.group_id, "transactions", (("account",),))
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(hop, num_partitions=2, replication_factor=-1)])[hop].result(30)
+    try:
+        runner = RunnerThread(cfg)
+        runner.thread.start()
+        runner.thread.join(60)
+        assert isinstance(runner.error, KafkaRunnerError)
+        assert f"the repartition topic {hop} has 2 partition(s) but the input has 3" in str(
+            runner.error)
+    finally:
+        admin.delete_topics([hop])
