@@ -83,7 +83,17 @@ class PatternList(BaseModel):
     patterns: list[PatternSummary]
 
 
-class PatternChange(BaseModel):
+class Applied(BaseModel):
+    """When a change took effect on the instance that answers."""
+
+    applied_at: str | None = Field(
+        default=None, description="when the change took effect on this instance (a batch boundary)")
+    control_offset: int | None = Field(
+        default=None, description="Kafka mode: the change's offset in the control topic; every "
+                          "instance of the group applies it")
+
+
+class PatternChange(Applied):
     name: str
     version: int
     previous_version: int | None = None
@@ -91,7 +101,7 @@ class PatternChange(BaseModel):
                                 description="older versions still finishing partial matches")
 
 
-class PatternDeleted(BaseModel):
+class PatternDeleted(Applied):
     name: str
     version: int
     dropped_partial_matches: int
@@ -143,7 +153,7 @@ class FeatureModel(BaseModel):
     default: float
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Applied):
     name: str
     version: int = Field(description="the manifest's version")
     loaded_version: int = Field(description="counts loads of this name in this process")
@@ -161,7 +171,7 @@ class ModelList(BaseModel):
                                      description="models that failed to load at start-up")
 
 
-class ModelDeleted(BaseModel):
+class ModelDeleted(Applied):
     name: str
 
 
