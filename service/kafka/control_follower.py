@@ -185,9 +185,10 @@ class ControlFollower:
         current = self.state_of(rec)
         if not advances(rec, current):
             self.refused += 1
-            log.info("control %d: %s %s %s version %d refused (this name is at version %d%s; "
-                     "an earlier record took it)", offset, rec.op, rec.kind, rec.name,
-                     rec.version, current[0], ", deleted" if current[1] else "")
+            log.info("control %d: %s %s %s version %d (from %s) refused: this name is at "
+                     "version %d%s (an earlier record took it)", offset, rec.op, rec.kind,
+                     rec.name, rec.version, rec.instance, current[0],
+                     ", deleted" if current[1] else "")
             self._resolve(rec, Outcome("refused", offset, current=current))
             return
         try:

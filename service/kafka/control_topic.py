@@ -219,18 +219,32 @@ class ControlLog:
         except KafkaException as exc:
             raise ControlTopicError(f"control topic {self.topic}: {exc}") from None
 
+    def reader_config(self) -> dict[str, Any]:
+        """A group-less reader (assigned partition 0, never commits) that takes the
+        largest record."""
+        fetch_max = max(52_428_800, self.max_bytes)
+        return {
+            **self._base(),
+            "group.id": f"{self.settings.kafka.group_id}.control-reader",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "fetch.message.max.bytes": self.max_bytes,
+            "fetch.max.bytes": fetch_max,
+            "receive.message.max.bytes": fetch_max + 1024 * 1024,
+        }
+
+    def writer_config(self) -> dict[str, Any]:
+        conf = producer_config(self.settings, transactional=False)
+        conf.pop("transactional.id", None)
+        conf["message.max.bytes"] = self.max_bytes + ENVELOPE_BYTES
+        conf["linger.ms"] = 0
+        return conf
+
     def _open_consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer({
-                **self._base(),
-                "group.id": f"{self.settings.kafka.group_id}.control-reader",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-                "fetch.message.max.bytes": self.max_bytes,
-                "receive.message.max.bytes": self.max_bytes + 1024 * 1024,
-            })
+            self._consumer = Consumer(self.reader_config())
             self._consumer.assign([TopicPartition(self.topic, 0, self.position)])
         return self._consumer
 
@@ -275,11 +289,7 @@ class ControlLog:
     def write(self, rec: ControlRecord, timeout_s: float = 30.0) -> int:
         """Write `rec` (acks=all, idempotent); returns its offset."""
         if self._producer is None:
-            conf = producer_config(self.settings, transactional=False)
-            conf.pop("transactional.id", None)
-            conf["message.max.bytes"] = self.max_bytes + ENVELOPE_BYTES
-            conf["linger.ms"] = 0
-            self._producer = Producer(conf)
+            self._producer = Producer(self.writer_config())
         result: list[Any] = []
 
         def delivered(err: KafkaError | None, msg: Any) -> None:

@@ -7,18 +7,23 @@ the control topic.
 - an instance started afterwards has it (GET /patterns) before it is ready;
 - a removal on one instance stops it on all;
 - versions agree: a version number is never reused, and two instances that change the
-  same pattern at the same time end with the same version and text everywhere.
+  same pattern at the same time end with the same version and text everywhere;
+- a model uploaded to one instance is loaded by the others, and removed from all;
+- a bad change is refused by the instance that receives it and never written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import Producer
@@ -35,6 +40,7 @@ from test_scale_out import PARTITIONS, Instance, covered, partition_of
 pytestmark = pytest.mark.kafka
 
 TOKEN = "hotload-test-token"
+MODELS = Path(__file__).resolve().parents[2] / "models" / "txn_risk"
 BIG_SPEND = """pattern big_spend {
   from transactions
   key card_id
@@ -62,6 +68,22 @@ def versions(inst: Instance) -> dict[str, int]:
     code, body = http(inst, "GET", "/patterns")
     assert code == 200, body
     return {p["name"]: p["version"] for p in body["patterns"]}
+
+
+def control_records(bootstrap: str, s: Any) -> int:
+    return len(read_topic(bootstrap, f"{s.kafka.group_id}.control"))
+
+
+def upload(inst: Instance, name: str, data: bytes, manifest: bytes) -> httpx.Response:
+    return httpx.put(f"http://127.0.0.1:{inst.port}/models/{name}", timeout=60,
+                     headers={"Authorization": f"Bearer {TOKEN}"},
+                     files={"model": ("model.skops", data), "manifest": ("manifest.json",
+                                                                         manifest)})
+
+
+def model_sha(inst: Instance, name: str) -> str | None:
+    r = httpx.get(f"http://127.0.0.1:{inst.port}/models/{name}", timeout=10)
+    return str(r.json()["sha256"]) if r.status_code == 200 else None
 
 
 def card_on(partition: int) -> str:
@@ -120,9 +142,11 @@ def test_a_pattern_change_on_one_instance_takes_effect_on_all(
 
         # a bad change is refused by the instance that receives it, with the reason,
         # and never reaches the topic (nobody gets a version 2)
+        written = control_records(kafka_bootstrap, s)
         code, refused = http(b, "PUT", "/patterns/big_spend",
                              b"pattern big_spend { from transactions match x where }")
         assert code == 422 and refused["diagnostics"], refused
+        assert control_records(kafka_bootstrap, s) == written
 
         # a new instance learns the current set from the control topic before it is
         # ready: every GET /patterns it answers has big_spend@1, also while /ready is 503
@@ -184,6 +208,30 @@ def test_a_pattern_change_on_one_instance_takes_effect_on_all(
             return all(g.get("version") == 4 and g.get("source") == want for g in got)
 
         wait_for(agreed, 30, what="every instance at version 4 with the same text")
+
+        # models travel in the control topic: uploaded to b, loaded (validated again by
+        # the safe loader) on a and c; a pickle is refused by b and never written
+        data = (MODELS / "model.skops").read_bytes()
+        manifest = (MODELS / "manifest.json").read_bytes()
+        r = upload(b, "txn_risk", data, manifest)
+        assert r.status_code == 200 and isinstance(r.json()["control_offset"], int), r.text
+        sha = r.json()["sha256"]
+        for inst in (a, c):
+            wait_for(lambda inst=inst: model_sha(inst, "txn_risk") == sha, 30,
+                     what=f"{inst.name} to load txn_risk")
+        written = control_records(kafka_bootstrap, s)
+        bad = pickle.dumps({"not": "a model"})
+        fake = orjson.loads(manifest) | {"file": "model.pkl",
+                                         "sha256": hashlib.sha256(bad).hexdigest()}
+        r = upload(b, "txn_risk", bad, orjson.dumps(fake))
+        assert r.status_code == 422 and "pickle" in r.text.lower(), r.text
+        assert control_records(kafka_bootstrap, s) == written
+        r = httpx.delete(f"http://127.0.0.1:{c.port}/models/txn_risk", timeout=60,
+                         headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200, r.text
+        for inst in (a, b):
+            wait_for(lambda inst=inst: model_sha(inst, "txn_risk") is None, 30,
+                     what=f"{inst.name} to unload txn_risk")
         for inst in everyone:
             assert inst.terminate() == 0, inst.log_text()[-3000:]
     finally:

@@ -7,6 +7,7 @@ import pytest
 
 from service.config import Settings
 from service.kafka.control_topic import (
+    ControlLog,
     ControlRecord,
     ControlRecordError,
     advances,
@@ -105,3 +106,19 @@ def test_the_topic_is_named_from_the_group_and_takes_the_largest_upload() -> Non
                                  "api": {"max_body_bytes": 3_000_000}})
     assert control_topic(s) == "fraud.control"
     assert max_record_bytes(s) >= 3_000_000 * 4 // 3
+
+
+@pytest.mark.parametrize("max_body", [10 * 1024 * 1024, 60 * 1024 * 1024])
+def test_the_reader_and_writer_take_the_largest_record(max_body: int) -> None:
+    """librdkafka accepts both configurations (it checks them when the client is
+    created; no broker is contacted)."""
+    from confluent_kafka import Consumer, Producer
+
+    s = Settings.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:1"},
+                                 "api": {"max_body_bytes": max_body}})
+    log = ControlLog(s)
+    reader, writer = log.reader_config(), log.writer_config()
+    assert reader["fetch.message.max.bytes"] >= max_record_bytes(s)
+    assert writer["message.max.bytes"] >= max_record_bytes(s)
+    Consumer(reader).close()
+    Producer(writer).flush(0)
