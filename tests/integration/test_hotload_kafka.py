@@ -208,6 +208,14 @@ def test_a_pattern_change_on_one_instance_takes_effect_on_all(
             return all(g.get("version") == 4 and g.get("source") == want for g in got)
 
         wait_for(agreed, 30, what="every instance at version 4 with the same text")
+        # GET /control: all read to the topic's end, the same refusals (a put that lost
+        # the race, if the two proposals crossed), nothing failed
+        end = end_offsets(kafka_bootstrap, f"{s.kafka.group_id}.control", 1)[0]
+        status = [http(i, "GET", "/control")[1] for i in everyone]
+        assert {st["position"] for st in status} == {end}, status
+        assert len({st["refused"] for st in status}) == 1, status
+        assert all(st["shared"] and not st["failed"] for st in status), status
+        assert len({st["instance"] for st in status}) == 3, status
 
         # models travel in the control topic: uploaded to b, loaded (validated again by
         # the safe loader) on a and c; a pickle is refused by b and never written

@@ -22,6 +22,12 @@ def change(r: object) -> dict[str, object]:
     return body
 
 
+def test_embedded_mode_has_no_control_topic(client: TestClient) -> None:
+    assert client.get("/control").json() == {
+        "shared": False, "topic": None, "instance": None, "position": None, "applied": 0,
+        "refused": 0, "failed": {}}
+
+
 def test_put_new_pattern_then_list_and_get(client: TestClient) -> None:
     r = client.put("/patterns/card_testing", content=CARD_TESTING)
     assert r.status_code == 201, r.text
