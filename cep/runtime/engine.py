@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -66,8 +67,9 @@ from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
-from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest
+from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest, Staged
 from cep.runtime.records import Alert, Batch, DeadLetter, Result
+from cep.runtime.shared_filter import SharedFilter, run_shared
 from cep.runtime.snapshot import (
     ClockStats,
     EngineSnapshot,
@@ -206,6 +208,8 @@ class Engine:
         self._track_changes = track_changes
         self._keychecks: dict[str | None, Any] = {}
         self._tasks: dict[int, Engine] = {}
+        # the shared prefilter per set of pattern runtimes (rebuilt when patterns change)
+        self._shared: dict[tuple[PatternRuntime, ...], SharedFilter] = {}
         for plan in plans:
             self.add(plan)
 
@@ -233,6 +237,7 @@ class Engine:
             self._clocks[ck] = Clock(ooo, idle if ck != ARRIVAL else None, self._now_ms)
         self._runtimes.append(PatternRuntime(plan, self, ck))
         self._keychecks.clear()
+        self._shared.clear()
         for t in self._tasks.values():
             t.add(plan)
 
@@ -244,6 +249,7 @@ class Engine:
             if self._track_changes:  # state to delete at the next checkpoint
                 self._removed.extend((rt.name, rt.version, k) for k in rt.states)
         self._keychecks.clear()
+        self._shared.clear()
         for t in self._tasks.values():
             t.remove(name)
         return len(gone)
@@ -279,6 +285,7 @@ class Engine:
             self._runtimes.remove(rt)
         if gone:
             self._keychecks.clear()
+            self._shared.clear()
 
     def _runs(self, name: str, version: int) -> bool:
         return any(rt.name == name and rt.version == version for rt in self._runtimes)
@@ -447,14 +454,17 @@ class Engine:
             if ds:
                 # prefilter every pattern, then score all of them (one model call per
                 # model and feature set), then buffer
+                pre = self._stage_shared(ck, rts, ds, tss, ps, horizon, unkeyed)
                 staged = []
                 requests = []
                 for rt in rts:
-                    before = COUNTERS["type_mismatch"]
-                    st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                    st = pre.get(rt)
+                    if st is None:
+                        before = COUNTERS["type_mismatch"]
+                        st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                        _attribute_mismatches(rt, before)
                     requests.append(rt.score_requests(st))
                     staged.append(st)
-                    _attribute_mismatches(rt, before)
                 flat = [r for rs in requests for r in rs]
                 scores = self._score_many(flat) if flat else []
                 at = 0
@@ -474,6 +484,50 @@ class Engine:
         result.alerts = self._alerts(outs)
         self._retire_drained()
         return result
+
+    def _stage_shared(
+        self, ck: tuple[str, ...], rts: list[PatternRuntime], ds: list[Any], tss: list[int],
+        ps: list[Any], horizon: float, unkeyed: list[Any],
+    ) -> dict[PatternRuntime, Staged]:
+        """Step 3's prefilter for the patterns with a filter block, in one shared pass
+        (cep/runtime/shared_filter.py); the others run their own."""
+        mine = tuple(rt for rt in rts if rt.plan.filter_block is not None)
+        if not mine:
+            return {}
+        shared = self._shared.get(mine)
+        if shared is None:
+            shared = self._shared[mine] = SharedFilter(mine)
+        before = COUNTERS["type_mismatch"]
+        unk: list[Any] = []
+        try:
+            per = run_shared(shared, ds, tss, horizon, unk)
+        except Exception as exc:  # generated code is total; this guards against bugs
+            self._on_error(exc)
+            for rt in mine:  # keys the aborted pass created; each pattern then runs alone
+                rt.forget_idle()
+            return {}
+        unkeyed.extend(unk)
+        if COUNTERS["type_mismatch"] != before:
+            self._attribute_shared(mine, ds, tss, before)
+        return {rt: Staged(ds, tss, ps, cands, horizon, ticks)
+                for rt, (cands, ticks) in zip(mine, per, strict=True)}
+
+    def _attribute_shared(self, rts: Sequence[PatternRuntime], ds: list[Any],
+                          tss: list[int], before: int) -> None:
+        """Values of the wrong type met in the shared pass, per pattern: each pattern's
+        own relevance tests are evaluated again over the batch to count its share (only
+        for a batch where the shared pass met some); the global count stays that of
+        the shared pass."""
+        after = COUNTERS["type_mismatch"]
+        for rt in rts:
+            plan = rt.plan
+            b = COUNTERS["type_mismatch"]
+            for d, ts in zip(ds, tss, strict=True):
+                with suppress(Exception):  # counted only; the real pass decided
+                    plan.any_rel(d, ts, None, None)
+                    plan.start_rel(d, ts, None, None)
+            _attribute_mismatches(rt, b)
+        COUNTERS["type_mismatch"] = after
 
     def _validate(self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
                   dead: dict[int, DeadLetter]) -> None:

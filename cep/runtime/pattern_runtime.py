@@ -213,6 +213,12 @@ class PatternRuntime:
             del self.states[k]  # created by the aborted pass for an event now skipped
         return cands
 
+    def forget_idle(self) -> None:
+        """Drop the key states that hold nothing (created by an aborted prefilter pass:
+        between batches every key state holds runs, held matches or buffered events)."""
+        for k in [k for k, ks in self.states.items() if ks.idle()]:
+            del self.states[k]
+
     def _with_lets(
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
         results: list[list[Any]], ticks: list[tuple[int, KeyState]],
