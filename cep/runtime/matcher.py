@@ -149,12 +149,7 @@ class Matcher:
             self.on_error(self.plan.module.error(exc, self.plan.name))
             return
         ks.runs = new_runs
-        if not new_runs:
-            ks.deadline = INF
-        elif self.window_only:
-            ks.deadline = new_runs[0].start_ts + self.window
-        else:
-            ks.deadline = self.next_deadline(ks)
+        ks.deadline = self._deadline(ks)
         if self.skip == "none":
             if potential:
                 if len(potential) > 1:
@@ -234,6 +229,15 @@ class Matcher:
         if potential or ks.held:
             self._release(ks, potential, out)
 
+    def _deadline(self, ks: KeyState) -> float:
+        """The key's deadline after its runs changed."""
+        runs = ks.runs
+        if not runs:
+            return INF
+        if self.window_only:  # runs in start order: the first expires first
+            return runs[0].start_ts + self.window
+        return self.next_deadline(ks)
+
     def next_deadline(self, ks: KeyState) -> float:
         best = INF
         window = self.window
@@ -273,12 +277,7 @@ class Matcher:
                 earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
             out.append(("match", m, m.time))
         # pruning may have removed the runs that determined the key's next deadline
-        if not runs:
-            ks.deadline = INF
-        elif self.window_only:
-            ks.deadline = runs[0].start_ts + self.window
-        else:
-            ks.deadline = self.next_deadline(ks)
+        ks.deadline = self._deadline(ks)
 
     def _pruning_id(self, m: Run) -> tuple[int, int] | None:
         skip = self.skip

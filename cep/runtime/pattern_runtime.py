@@ -309,12 +309,17 @@ class PatternRuntime:
             ks = self.states.get(key)
             if ks is None or ks.scheduled != d:
                 continue  # superseded by a later schedule, or the key is gone
-            ks.scheduled = INF
-            m.advance(ks, watermark, outs)
-            if outs:
-                out.extend((self, ks.key, o) for o in outs)
-                outs = []
-            settle(ks)
+            self._fire(ks, watermark, out)
+
+    def _fire(self, ks: KeyState, watermark: float,
+              out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        """A key's timer: advance it to the watermark, report, settle."""
+        ks.scheduled = INF
+        outs: list[Output] = []
+        self.matcher.advance(ks, watermark, outs)
+        if outs:
+            out.extend((self, ks.key, o) for o in outs)
+        self._settle(ks)
 
     def _fire_queue(self, queue: deque[tuple[float, KeyState]], watermark: float,
                     out: list[tuple[PatternRuntime, Any, Output]]) -> None:
@@ -362,17 +367,9 @@ class PatternRuntime:
                     del states[ks.key]
         if len(due) > 1:
             due.sort(key=lambda e: (e[0], e[1]))
-        settle = self._settle
-        outs: list[Output] = []
         for d, _, ks in due:
-            if ks.scheduled != d:
-                continue  # the same key twice
-            ks.scheduled = INF
-            m.advance(ks, watermark, outs)
-            if outs:
-                out.extend((self, ks.key, o) for o in outs)
-                outs = []
-            settle(ks)
+            if ks.scheduled == d:  # else the same key twice
+                self._fire(ks, watermark, out)
 
     def _settle(self, ks: KeyState) -> None:
         """After a key changed: enforce limits, release it if empty, else reschedule."""
