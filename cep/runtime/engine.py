@@ -31,10 +31,12 @@ Batches cross this boundary, not events. For each batch:
    watermark (late) make a dead letter with that reason and a detail, never a silent
    drop;
 2. the clock observes the batch and recomputes its watermark;
-3. per pattern: the generated prefilter reads the key and drops events that cannot
-   matter (no object is made for them); `let` values (model scores) are computed for
-   the batch; relevant events wait in a heap ordered by (time, order-by fields,
-   arrival) until the watermark passes them;
+3. one shared generated prefilter for all patterns of the clock (shared_filter.py;
+   patterns with `let` or `order by` run their own) reads each tested field once,
+   and each key only for the patterns whose event-local test the event passes; it
+   drops events that cannot matter (no object is made for them); `let` values (model
+   scores) are computed for the batch; relevant events wait in a heap ordered by
+   (time, order-by fields, arrival) until the watermark passes them;
 4. per pattern: buffered events with time <= watermark are fed in that order, each
    after advancing its key's time (Flink: advanceTime(t) then process); then timers
    up to the watermark fire (windows, trailing `then not`, `on timeout emit`);
