@@ -54,7 +54,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -510,26 +509,26 @@ class Engine:
             return {}
         unkeyed.extend(unk)
         if COUNTERS["type_mismatch"] != before:
-            self._attribute_shared(mine, ds, tss, before)
+            self._attribute_shared(mine, ds, tss, horizon, before)
         return {rt: Staged(ds, tss, ps, cands, horizon, ticks)
                 for rt, (cands, ticks) in zip(mine, per, strict=True)}
 
     def _attribute_shared(self, rts: Sequence[PatternRuntime], ds: list[Any],
-                          tss: list[int], before: int) -> None:
-        """Values of the wrong type met in the shared pass, per pattern: each pattern's
-        own relevance tests are evaluated again over the batch to count its share (only
-        for a batch where the shared pass met some); the global count stays that of
-        the shared pass."""
-        after = COUNTERS["type_mismatch"]
+                          tss: list[int], horizon: float, before: int) -> None:
+        """Values of the wrong type met in the shared pass, per pattern, counted as
+        before the shared pass: each pattern's own prefilter runs again over the batch
+        without touching its state (`PatternRuntime.count_prefilter`), only for a batch
+        where the shared pass met some. The global counter is set to the sum, so the
+        figures do not change with the shared pass."""
+        total = before
         for rt in rts:
-            plan = rt.plan
             b = COUNTERS["type_mismatch"]
-            for d, ts in zip(ds, tss, strict=True):
-                with suppress(Exception):  # counted only; the real pass decided
-                    plan.any_rel(d, ts, None, None)
-                    plan.start_rel(d, ts, None, None)
-            _attribute_mismatches(rt, b)
-        COUNTERS["type_mismatch"] = after
+            rt.count_prefilter(ds, tss, horizon)
+            n = COUNTERS["type_mismatch"] - b
+            if n:
+                rt.stats["type_mismatch"] += n
+            total += n
+        COUNTERS["type_mismatch"] = total
 
     def _validate(self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
                   dead: dict[int, DeadLetter]) -> None:

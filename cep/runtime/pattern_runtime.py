@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter, deque
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +221,27 @@ class PatternRuntime:
         for k in [k for k, ks in self.states.items() if ks.idle() and id(ks) not in queued]:
             del self.states[k]  # created by the aborted pass for an event now skipped
         return cands
+
+    def count_prefilter(self, ds: list[Any], tss: list[int], horizon: float) -> None:
+        """Run this pattern's own prefilter over a batch for its side effect on the
+        type-mismatch counter only: no key state is created or changed. Keys created
+        by the shared pass that ran before hold nothing yet (idle) and count as absent;
+        keys this run would create count as present for its later events."""
+        states = self.states
+        created: set[Any] = set()
+
+        def get(k: Any) -> Any:
+            ks = states.get(k)
+            if ks is not None and not ks.idle():
+                return ks
+            return True if k in created else None
+
+        def create(k: Any) -> None:
+            if not self.draining:
+                created.add(k)
+
+        with suppress(Exception):  # counting only; the real pass decided
+            self.plan.prefilter(ds, tss, horizon, get, create, [], [], [])
 
     def forget_idle(self) -> None:
         """Drop the key states that hold nothing (created by an aborted prefilter pass:
