@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--processes", default="1,2,3")
     ap.add_argument("--exactly-once", dest="eos", action="store_true")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (the processes' logs and state)")
     ap.add_argument("--bootstrap", default=os.environ.get("CEP_KAFKA_BOOTSTRAP"))
     args = ap.parse_args()
     broker = None
@@ -245,6 +247,7 @@ def main() -> None:
         broker = KafkaBroker.launch(instance=f"bench-{os.getpid()}", owner_pid=os.getpid())
         args.bootstrap = broker.bootstrap
     work = Path(tempfile.mkdtemp(prefix="cep-scale-"))
+    print(f"work directory (logs, state): {work}", file=sys.stderr)
     try:
         from kafka_e2e import create_topic, data_file
 
@@ -262,7 +265,8 @@ def main() -> None:
         out.update(rebalance_and_restore(args, work, n))
         print(json.dumps(out, indent=2))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
         if broker is not None:
             broker.down()
 

@@ -73,6 +73,7 @@ from service.kafka.checkpoint import (
     Transactions,
 )
 from service.kafka.dead_letters import dead_letter_record
+from service.kafka.group_commits import GroupCommits
 from service.kafka.io import (
     TP,
     Deliveries,
@@ -194,6 +195,7 @@ class KafkaRunner:
         self.limits = limits_of(self.k)  # poison records (service/kafka/record_limits.py)
         self.poison = PoisonGuard()  # records that fail again and again (service/kafka/poison.py)
         self._to_notify: list[Alert] = []
+        self.group_commits = GroupCommits()  # async group commits that failed: sent again
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
 
@@ -223,6 +225,7 @@ class KafkaRunner:
             self._signature = self.engine.signature()
             cconf = consumer_config(self.settings)
             cconf["error_cb"] = self._on_consumer_error
+            cconf["on_commit"] = self.group_commits.on_commit
             self.cooperative = "cooperative" in str(cconf["partition.assignment.strategy"])
             self.consumer = Consumer(cconf)
             self.checkpointer = self._make_checkpointer()
@@ -247,6 +250,7 @@ class KafkaRunner:
             assert self.consumer is not None
             msgs = self.consumer.consume(self.k.batch_size, self.k.poll_timeout_ms / 1000)
             self._raise_callback_error()
+            self._recommit_failed()
             if msgs:
                 self._process(msgs)
             now = time.monotonic()
@@ -814,6 +818,16 @@ class KafkaRunner:
         (log.info if reason != "interval" else log.debug)(
             "checkpoint (%s): %d state keys, offsets %s", reason, info.keys,
             ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(info.offsets.items())) or "-")
+
+    def _recommit_failed(self) -> None:
+        """Offsets whose asynchronous commit to the group failed (service/kafka/
+        group_commits.py) are committed again at the next checkpoint, unless a later
+        one has replaced them or the partition has gone."""
+        for key, off in self.group_commits.take_failed().items():
+            if key in self.assigned and self.committed.get(key) == off:
+                del self.committed[key]
+                self.positions.setdefault(key, off)
+                self.offsets_due = True
 
     def _rewind(self, exc: RewindError) -> None:
         """Back to the last committed checkpoint (see the module docstring)."""
