@@ -88,3 +88,60 @@ def test_one_task_processes_while_another_restores_a_long_changelog(
         t0 = time.monotonic()
         r.close()
         assert time.monotonic() - t0 < 60
+
+
+def test_a_task_revoked_while_restoring_is_dropped_and_restored_by_its_new_owner(
+    kafka_bootstrap: str, kafka_admin: Any, topic_factory: Any, tmp_path: Path
+) -> None:
+    topic = topic_factory(partitions=2)
+    cfg_a = write_config(tmp_path / "a", kafka_bootstrap, topic)
+    cfg_b = write_config(tmp_path / "b", kafka_bootstrap, topic)
+    changelog = settings_of(cfg_a).kafka.changelog_topic
+    for f in kafka_admin.create_topics([NewTopic(changelog, 2, 1)]).values():
+        f.result(30)
+    big = 2 * CHANGELOG_RECORDS
+    for part in (0, 1):
+        fill_changelog(kafka_bootstrap, changelog, part, big)
+    events = [{"id": f"e{i}", "ts": BASE_TS + i, "type": "purchase", "card_id": f"c{i % 9}",
+               "amount": 5.0} for i in range(60)]
+    produce(kafka_bootstrap, topic, events, key_field="card_id", partitions=2)
+    ends = [sum(1 for e in events if sum(e["card_id"].encode()) % 2 == p) for p in range(2)]
+
+    a = RunnerThread(cfg_a)
+    b = RunnerThread(cfg_b)
+    last_state_on_a: dict[int, str] = {}
+    read_on_a: set[int] = set()
+
+    def watch_a() -> None:
+        for row in a.runner.task_table.rows():
+            last_state_on_a[row.task] = row.state
+        read_on_a.update(p for (t, p) in list(a.runner.positions) if t == topic)
+
+    a.thread.start()
+    try:
+        wait_for(lambda: (watch_a(), sorted(a.runner.restorer.tasks()) == [0, 1])[1], 60,
+                 interval=0.01, what="a restoring both tasks")
+        b.thread.start()
+
+        def one_moved() -> bool:
+            watch_a()
+            return len(a.runner.tasks) == 1
+
+        wait_for(one_moved, 120, interval=0.01, what="a task moved to b")
+        moved = ({0, 1} - set(a.runner.tasks)).pop()
+        # it left a while restoring: never run there, nothing of it read there
+        assert last_state_on_a[moved] == "restoring", (
+            "the restore ended before the rebalance: make the changelog longer")
+        assert moved not in read_on_a
+        assert b.ready.wait(120) and a.ready.wait(120), (a.error, b.error)
+        wait_for(lambda: (watch_a(), b.runner.positions.get((topic, moved)) == ends[moved]
+                          and a.runner.positions.get((topic, 1 - moved)) == ends[1 - moved])[1],
+                 60, what="each task's partition read by its owner")
+        assert moved not in read_on_a
+        row = {r.task: r.as_dict() for r in b.runner.task_table.rows()}[moved]
+        assert row["state"] == "running" and row["restore"]["end"] == big + 1
+        # b restored the whole partition (a's half-restored store is a's own)
+        assert b.runner.tasks[moved].store.get(b"x\x00%d" % (big - 1)) == b"v" * 20
+    finally:
+        b.close()
+        a.close()
