@@ -156,13 +156,18 @@ consumer = {{ "group.instance.id" = "{tag}-{name}", "session.timeout.ms" = "6000
 
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    from confluent_kafka import Consumer, TopicPartition
+    """The group's committed offsets summed; -1 while the coordinator cannot say
+    (e.g. NOT_COORDINATOR while a fresh broker loads its offsets topic)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                   "enable.auto.commit": False})
     try:
         got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return sum(max(0, tp.offset) for tp in got)
+    except KafkaException as exc:
+        print(f"committed offsets of {group}: {exc.args[0]}; asking again", file=sys.stderr)
+        return -1
     finally:
         c.close()
 
