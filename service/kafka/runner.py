@@ -261,8 +261,7 @@ class KafkaRunner:
             if msgs:
                 self._process(msgs)
             if self.restorer:
-                for task, rec in self.restorer.step():
-                    self._restored(task, rec)
+                self._restore_step()
             now = time.monotonic()
             if now - self.last_tick >= self.k.tick_interval_ms / 1000:
                 self.last_tick = now
@@ -539,7 +538,13 @@ class KafkaRunner:
         log.info("task %d restored in %.2fs (%d changelog record(s)): %s; watermark %s", task.id,
                  task.restored_at - task.opened_at, task.restore_records, stats or "empty",
                  _wm(engine.watermark()))
-        if not self.restorer:
+
+    def _restore_step(self) -> None:
+        """Advance the restoring tasks (between polls); run the ones restored."""
+        done = self.restorer.step()
+        for task, rec in done:
+            self._restored(task, rec)
+        if done and not self.restorer:
             log.info("state restored: task(s) %s", ", ".join(
                 str(t) for t, k in sorted(self.tasks.items()) if k.state == RUNNING))
             self.ready.set()
