@@ -18,6 +18,7 @@ from cep.values import path_get
 
 if TYPE_CHECKING:
     from cep.runtime.engine import Engine
+    from cep.runtime.eviction import Eviction
 
 
 def sortable(v: Any) -> tuple[int, Any]:
@@ -76,6 +77,8 @@ class PatternRuntime:
         # this batch's relevant events, already in (time, arrival) order: merged with the
         # heap in drain(), so most events never enter the heap at all
         self.fresh: list[tuple[Any, ...]] = []
+        # keys beyond a resident bound go to the state store (cep/runtime/eviction.py)
+        self.eviction: Eviction | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +87,10 @@ class PatternRuntime:
     @property
     def version(self) -> int:
         return self.plan.version
+
+    def getter(self) -> Any:
+        """key -> its state or None (loading an evicted key back)."""
+        return self.states.get if self.eviction is None else self.eviction.get
 
     # -- ingest
 
@@ -119,7 +126,7 @@ class PatternRuntime:
             order = sorted(range(len(ds)), key=lambda j: (tss[j], obs[j]))
             ds, tss, pos = [ds[j] for j in order], [tss[j] for j in order], [pos[j] for j in order]
         cands: list[tuple[int, Any]] = []
-        get, create = (None, None) if plan.let_names else (self.states.get, self._create)
+        get, create = (None, None) if plan.let_names else (self.getter(), self._create)
         unk: list[Any] = []
         ticks: list[tuple[int, KeyState]] = []  # skipped events that advance a key's time
         try:
@@ -223,7 +230,7 @@ class PatternRuntime:
         else:
             scores = [()] * len(keyed)
         out = []
-        get = self.states.get
+        get = self.getter()
         for j, (i, k) in enumerate(keyed):
             d, ts = ds[i], tss[i]
             lets = plan.lets_of(d, ts, k, scores[j])
@@ -285,9 +292,13 @@ class PatternRuntime:
             settle(ks)
         for item in fresh[fi:]:  # not due yet: wait in the heap
             heapq.heappush(heap, item)
+        get: Any = self.states.get
+        if self.eviction is not None:
+            self.eviction.scan(watermark)  # the store's timers of evicted keys
+            get = self.eviction.get
         while timers and timers[0][0] <= watermark:
             d, _, key = pop(timers)
-            ks = self.states.get(key)
+            ks = get(key)
             if ks is None or ks.scheduled != d:
                 continue  # superseded by a later schedule, or the key is gone
             ks.scheduled = INF
@@ -311,6 +322,8 @@ class PatternRuntime:
         if ks.idle():
             self.states.pop(ks.key, None)
             return
+        if self.eviction is not None:
+            self.eviction.touch(ks.key)
         d = ks.deadline  # kept current by the matcher
         if d < ks.scheduled:
             ks.scheduled = d
@@ -326,7 +339,8 @@ class PatternRuntime:
 
     def idle(self) -> bool:
         """No per-key state, no buffered events: a draining version can be retired."""
-        return not self.states and not self.heap and not self.fresh
+        return not self.states and not self.heap and not self.fresh and (
+            self.eviction is None or self.eviction.idle())
 
     def clear(self) -> None:
         """Forget every key, buffered event and timer (the plan stays loaded)."""
@@ -335,6 +349,8 @@ class PatternRuntime:
         self.timers.clear()
         self.dirty.clear()
         self.fresh.clear()
+        if self.eviction is not None:
+            self.eviction.clear()
 
     # -- state export / import (one entry per key; see Engine.checkpoint)
 

@@ -74,12 +74,14 @@ class RocksStore:
         except Exception as exc:
             raise self._error("writing", exc) from exc
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) under `prefix`, in key order. Raises `StateCorruptionError`
-        when the iteration stopped at damage instead of at the end."""
+    def items(self, prefix: bytes = b"", start: bytes | None = None
+              ) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) under `prefix` (from `start` on, when given), in key
+        order. Raises `StateCorruptionError` when the iteration stopped at damage
+        instead of at the end."""
         it = self._db.iter(self._read)
         try:
-            it.seek(prefix)
+            it.seek(prefix if start is None else max(prefix, start))
             while it.valid():
                 k = bytes(it.key())
                 if not k.startswith(prefix):
