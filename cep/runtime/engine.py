@@ -68,7 +68,7 @@ from cep.errors import ModelError
 from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
-from cep.runtime.eviction import Eviction
+from cep.runtime.eviction import Eviction, release_memory
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
 from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest
@@ -845,10 +845,13 @@ class Engine:
         removed, taken = self._taken
         self._taken = None
         del self._removed[:removed]
+        released = 0
         for rt, keys, scanned, index in taken:
             rt.dirty -= keys
             if rt.eviction is not None:
-                rt.eviction.checkpointed(keys, scanned, index)
+                released += rt.eviction.checkpointed(keys, scanned, index)
+        if released:
+            release_memory()
 
     def drop_key(self, pattern: str, version: int, key: Any) -> bool:
         """Forget one key's state of one pattern version: its partial matches, held

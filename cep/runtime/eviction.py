@@ -31,9 +31,10 @@ or before the last watermark a checkpoint saw.
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -41,7 +42,15 @@ import orjson
 from cep.runtime.matcher import INF, KeyState
 from cep.runtime.pattern_runtime import timer_tie
 from cep.runtime.state_codec import decode_state, encode_state, parse_state_key, state_key
-from cep.state.codec import parse_timer_key, timer_key, timer_prefix, timer_time
+from cep.state.codec import (
+    deadline_value,
+    key_json,
+    parse_timer_key,
+    state_prefix,
+    timer_key,
+    timer_prefix,
+    timer_time,
+)
 from cep.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -51,6 +60,28 @@ _BUF_EMPTY = b'"buf":[]'
 # the heap is compacted when it holds this many more timers than twice the keys in
 # memory (resident or spilled)
 HEAP_SLACK = 4096
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the OS. Evicted keys' objects are freed,
+    but glibc keeps the freed pages resident (measured: 300k keys with 10k resident
+    held 618 MB of RSS, 201 MB after `malloc_trim`), so the process would not shrink
+    to what it holds. Called after a checkpoint has released evicted keys' bytes."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def has_buffered(blob: bytes) -> bool:
@@ -79,9 +110,9 @@ class Eviction:
         self.bound = max(1, bound)
         self.lru: OrderedDict[Any, KeyState] = OrderedDict(rt.states)
         rt.states = self.lru
-        self.spilled: dict[Any, bytes] = {}
+        self.spilled: dict[Any, tuple[bytes, float]] = {}  # key -> (state, deadline)
         self.timer_pfx = timer_prefix(rt.name, rt.version)
-        self.state_pfx = state_key(rt.name, rt.version, 0)[:-1]  # without the key JSON
+        self.state_pfx = state_prefix(rt.name, rt.version)
         self.cursor = -INF  # store timers with a deadline <= cursor were scanned
         self.scanned: list[bytes] = []  # timer entries scanned: deleted at checkpoint
         # timer entries of a store written without them (restore): put at checkpoint
@@ -98,13 +129,15 @@ class Eviction:
 
     def load(self, key: Any) -> KeyState | None:
         rt = self.rt
-        blob = self.spilled.pop(key, None)
-        if blob is None:
-            if key in rt.dirty:
-                return None  # gone since the last checkpoint (the store has it still)
+        spilled = self.spilled.pop(key, None)
+        if spilled is not None:
+            blob: bytes | None = spilled[0]
+        elif key in rt.dirty:
+            return None  # gone since the last checkpoint (the store has it still)
+        else:
             blob = self.store.get(state_key(rt.name, rt.version, key))
-            if blob is None:
-                return None
+        if blob is None:
+            return None
         ks, buffered = decode_state(key, blob)
         rt.stats["keys_loaded"] += 1
         rt.load_key(key, ks, buffered)
@@ -141,7 +174,7 @@ class Eviction:
                 busy.append((key, ks))
                 continue
             if key in dirty:
-                self.spilled[key] = encode_state(ks, [])
+                self.spilled[key] = (encode_state(ks, []), ks.deadline)
             n += 1
         for key, ks in busy:
             lru[key] = ks
@@ -187,32 +220,35 @@ class Eviction:
                    buffered: dict[Any, list[Any]]) -> set[Any]:
         """Add this pattern version's changes to `puts`; the keys taken."""
         rt = self.rt
-        pfx = self.timer_pfx
+        tpfx, spfx = self.timer_pfx, self.state_pfx
         for k in self.scanned:
             puts[k] = None
         puts.update(self.index_puts)
-        name, version = rt.name, rt.version
+        get = rt.states.get
+        spilled = self.spilled.get
+        none: tuple[None, float] = (None, INF)
         for key in rt.dirty:
-            ks = rt.states.get(key)
-            sk = state_key(name, version, key)
+            ks = get(key)
+            kj = key_json(key)
             if ks is not None:
-                puts[sk] = encode_state(ks, buffered.get(key, []))
+                puts[spfx + kj] = encode_state(ks, buffered.get(key, []))
                 d = ks.deadline
             else:
-                blob = self.spilled.get(key)
-                puts[sk] = blob
-                d = INF if blob is None else stored_deadline(blob)
+                puts[spfx + kj], d = spilled(key, none)
             if d < INF:
-                puts[timer_key(pfx, d, key)] = orjson.dumps(d)
+                puts[tpfx + timer_time(d) + kj] = deadline_value(d)
         return set(rt.dirty)
 
-    def checkpointed(self, keys: set[Any], scanned: int, index: int) -> None:
-        """The puts of `checkpoint` are durable."""
+    def checkpointed(self, keys: set[Any], scanned: int, index: int) -> int:
+        """The puts of `checkpoint` are durable; how many spilled keys were released."""
+        spilled = self.spilled
+        n = len(spilled)
         for key in keys:
-            self.spilled.pop(key, None)
+            spilled.pop(key, None)
         del self.scanned[:scanned]
         if index:
             self.index_puts.clear()
+        return n - len(spilled)
 
     def restored(self, key: Any, blob: bytes, indexed: bool) -> bool:
         """Restore one stored key: load it (True) while under the bound or when it has
@@ -224,12 +260,12 @@ class Eviction:
             self.rt.load_key(key, ks, buffered)
             if not indexed and ks.deadline < INF:
                 d = ks.deadline
-                self.index_puts[timer_key(self.timer_pfx, d, key)] = orjson.dumps(d)
+                self.index_puts[timer_key(self.timer_pfx, d, key)] = deadline_value(d)
             return True
         if not indexed:
             d = stored_deadline(blob)
             if d < INF:
-                self.index_puts[timer_key(self.timer_pfx, d, key)] = orjson.dumps(d)
+                self.index_puts[timer_key(self.timer_pfx, d, key)] = deadline_value(d)
                 heapq.heappush(self.rt.timers, (d, timer_tie(key), key))
         return False
 

@@ -35,11 +35,18 @@ def decode_key(obj: Any) -> Any:
     return obj
 
 
+def key_json(key: Any) -> bytes:
+    """A key as it ends a state or timer entry's store key."""
+    return orjson.dumps(encode_key(key))
+
+
+def state_prefix(pattern: str, version: int) -> bytes:
+    """The prefix of one pattern version's state entries."""
+    return STATE_PREFIX + pattern.encode() + b"\x00" + str(version).encode() + b"\x00"
+
+
 def state_key(pattern: str, version: int, key: Any) -> bytes:
-    return (
-        STATE_PREFIX + pattern.encode() + b"\x00" + str(version).encode() + b"\x00"
-        + orjson.dumps(encode_key(key))
-    )
+    return state_prefix(pattern, version) + key_json(key)
 
 
 def parse_state_key(k: bytes) -> tuple[str, int, Any]:
@@ -60,7 +67,13 @@ def timer_time(deadline: float) -> bytes:
 
 def timer_key(prefix: bytes, deadline: float, key: Any) -> bytes:
     """A timer entry under `timer_prefix(...)`: ordered by deadline, then key."""
-    return prefix + timer_time(deadline) + orjson.dumps(encode_key(key))
+    return prefix + timer_time(deadline) + key_json(key)
+
+
+def deadline_value(deadline: float) -> bytes:
+    """A timer entry's value: the exact deadline, as JSON. (Not `orjson.dumps`: its
+    short results keep ~4 KB resident each, see cep/runtime/state_codec.py.)"""
+    return str(deadline).encode()
 
 
 def parse_timer_key(prefix: bytes, k: bytes) -> tuple[int, Any]:
