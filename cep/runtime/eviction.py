@@ -41,7 +41,7 @@ import orjson
 
 from cep.runtime.matcher import INF, KeyState
 from cep.runtime.pattern_runtime import timer_tie
-from cep.runtime.state_codec import decode_state, encode_state, parse_state_key, state_key
+from cep.runtime.state_codec import decode_state, encode_state, parse_state_key
 from cep.state.codec import (
     deadline_value,
     key_json,
@@ -135,7 +135,7 @@ class Eviction:
         elif key in rt.dirty:
             return None  # gone since the last checkpoint (the store has it still)
         else:
-            blob = self.store.get(state_key(rt.name, rt.version, key))
+            blob = self.store.get(self.state_pfx + key_json(key))
         if blob is None:
             return None
         ks, buffered = decode_state(key, blob)
@@ -152,7 +152,7 @@ class Eviction:
         """Drop one key wherever it is (the caller marks it dirty)."""
         found = self.spilled.pop(key, None) is not None
         if not found and key not in self.lru and key not in self.rt.dirty:
-            found = self.store.get(state_key(self.rt.name, self.rt.version, key)) is not None
+            found = self.store.get(self.state_pfx + key_json(key)) is not None
         return found
 
     def evict(self) -> int:
