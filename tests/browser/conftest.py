@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from live_server import live_server
 
 from service.api.app import create_app
 from service.config import ApiConfig, Settings
@@ -72,24 +70,8 @@ def browser() -> Iterator[Any]:
 
 
 def serve(settings: Settings) -> Iterator[str]:
-    app = create_app(settings, tick_s=0.05)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="on", ws="none", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.state.service.hub.close()
-        server.should_exit = True
-        thread.join(30)
+    with live_server(create_app(settings, tick_s=0.05)) as url:
+        yield url
 
 
 @pytest.fixture

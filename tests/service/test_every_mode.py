@@ -5,15 +5,12 @@ adds the Kafka runner)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from fastapi.testclient import TestClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for every_mode
 from every_mode import LINES, PATTERN, REASONS, backtest, comparable
+from fastapi.testclient import TestClient
 
 
 def test_backtest_embedded_and_dry_run_agree(

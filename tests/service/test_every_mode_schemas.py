@@ -4,17 +4,14 @@ same details, in a backtest, through POST /events and in the dry run
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 from fastapi.testclient import TestClient
+from stream_decl import EVENTS, FIELDS, MEASURES, PATTERN, REASONS, backtest
 
 from service.config import StreamConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for stream_decl
-from stream_decl import EVENTS, FIELDS, MEASURES, PATTERN, REASONS, backtest
 
 
 def test_schema_and_time_unit_dead_letters_in_every_mode(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
-from service_helpers import live_server, make_settings
+from live_server import live_server
+from service_helpers import make_settings
 
 from service.api.app import create_app
 from service.config import ApiConfig

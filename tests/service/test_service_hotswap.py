@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from service_helpers import PAIR, T0, live_server, make_settings
+from live_server import live_server
+from service_helpers import PAIR, T0, make_settings
 
 from service.api.app import create_app
 

@@ -18,7 +18,8 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from service_helpers import CARD_TESTING, T0, card_events, live_server, make_settings
+from live_server import live_server
+from service_helpers import CARD_TESTING, T0, card_events, make_settings
 
 from service.alerts_tail import tail_sse
 from service.api.app import create_app
