@@ -5,6 +5,7 @@ the backtest's."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cep.state.codec import STATE_PREFIX, TIMER_PREFIX
 from cep.state.rocks import RocksStore
 from service.kafka.engine_factory import engine_from_settings
 from service.kafka.store import task_dir
+from service.metrics import ServiceMetrics, activate
 
 pytestmark = pytest.mark.kafka
 CARDS = 12
@@ -73,12 +75,21 @@ def test_restart_with_evicted_keys_gives_the_backtest_alerts(
     # cards hold
     cfg2 = write_config(tmp_path, kafka_bootstrap, topic, group=f"other-{topic}")
     cfg2.write_text("max_resident_keys = 2\n" + cfg2.read_text())
-    with RunnerThread(cfg2) as r2:
-        produce(kafka_bootstrap, topic, second)
-        wait_for(lambda: len(r2.alerts) == CARDS, 30, what="every card's alert")
-        r2.wait_checkpointed()
-        task = r2.engine.task(0)
-        assert sum(p.stats.get("keys_loaded", 0) for p in task.snapshot().patterns) >= 9
+    metrics = ServiceMetrics()  # what `cep serve` exposes on /metrics in Kafka mode
+    activate(metrics)
+    try:
+        with RunnerThread(cfg2) as r2:
+            produce(kafka_bootstrap, topic, second)
+            wait_for(lambda: len(r2.alerts) == CARDS, 30, what="every card's alert")
+            r2.wait_checkpointed()
+            loaded = sum(p.stats.get("keys_loaded", 0)
+                         for p in r2.engine.task(0).snapshot().patterns)
+            text = metrics.render().decode()
+    finally:
+        activate(None)
+    assert loaded >= 9  # the cards the restore left in the store came back
+    m = re.search(r'cep_keys_loaded_total\{pattern="card_testing",version="1"\} (\S+)', text)
+    assert m is not None and float(m.group(1)) == loaded
     got = alert_ids(read_topic(kafka_bootstrap, settings_of(cfg).kafka.alert_topic))
     engine = engine_from_settings(settings_of(cfg))
     want = [a.record["alert_id"] for a in engine.process(events, stream="transactions").alerts]
