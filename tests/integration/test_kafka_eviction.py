@@ -82,8 +82,9 @@ def test_restart_with_evicted_keys_gives_the_backtest_alerts(
             produce(kafka_bootstrap, topic, second)
             wait_for(lambda: len(r2.alerts) == CARDS, 30, what="every card's alert")
             r2.wait_checkpointed()
-            loaded = sum(p.stats.get("keys_loaded", 0)
-                         for p in r2.engine.task(0).snapshot().patterns)
+            snap = r2.engine.snapshot()  # what /metrics asks the engine loop for
+            loaded = sum(p.stats.get("keys_loaded", 0) for p in snap.patterns)
+            metrics.engine.snapshot = snap
             text = metrics.render().decode()
     finally:
         activate(None)
