@@ -67,6 +67,9 @@ class KafkaConfig(BaseModel):
     tick_interval_ms: int = 200  # engine.tick() (idle watermarks, timers) at most this often
     auto_offset_reset: str = "earliest"  # partitions with no stored or committed offset
     create_topics: bool = True  # create missing alert / dead-letter / changelog topics
+    # API pattern/model changes go to every instance of the group through the control
+    # topic `<group_id>.control` (docs/scale-out.md); false: to the receiving one only
+    share_changes: bool = True
     topic_partitions: int = 1  # partitions of topics the runner creates (not the changelog)
     transaction_timeout_ms: int = 60_000  # transaction.timeout.ms of the exactly-once producer
     recovery_timeout_ms: int = 300_000  # max time to catch the state store up from the changelog

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cep.errors import CepError
 from cep.runtime.engine import Alert, Engine
@@ -36,6 +36,9 @@ from service.kafka.watchdog import Progress
 from service.metrics import ServiceMetrics, activate
 from service.persist import ModelTombstones, PatternStore
 from service.scoring import PinnedScorer
+
+if TYPE_CHECKING:
+    from service.kafka.control_follower import ControlFollower
 
 log = logging.getLogger("cep.service")
 T = TypeVar("T")
@@ -79,6 +82,8 @@ class ServiceState:
         self.sse_heartbeat_s = 15.0
         self.started = False
         self.schemas: dict[str, StreamSchema] = {}  # declared stream schemas (at start)
+        # Kafka mode: the control topic (changes shared by every instance of the group)
+        self.follower: ControlFollower | None = None
 
     @property
     def mode(self) -> str:
@@ -98,6 +103,16 @@ class ServiceState:
         self.schemas = stream_schemas(s)
         entries = self.catalog.load_startup(s.patterns_dir, self.registry.feature_names(),
                                             self.schemas)
+        if not s.embedded and s.kafka.share_changes:
+            # the changes made through any instance's API, before the engine is built
+            # and before /ready (service/kafka/control_follower.py)
+            follower_mod = importlib.import_module("service.kafka.control_follower")
+            self.follower = follower_mod.ControlFollower(self)
+            self.follower.catch_up()
+            # the start-up order, then the names the control topic added
+            names = [e.name for e in entries]
+            names += [e.name for e in self.catalog.entries() if e.name not in set(names)]
+            entries = [e for e in map(self.catalog.get, names) if e is not None]
         # embedded mode never checkpoints: recording changed keys for checkpoint() would
         # only grow (issue 14: ~100 MB per million keys that came and went)
         engine = Engine([e.plan for e in entries], engine_config(s), scorer=self.scorer,
@@ -119,6 +134,8 @@ class ServiceState:
             self.progress = Progress(k.stall_after_ms / 1000, k.wedged_after_ms / 1000)
             watchdog.activate(self.progress)
             self._start_kafka(engine)
+            if self.follower is not None:
+                self.follower.start()
         self.metrics.ready.set(1 if self.ready else 0)
 
     def stop(self) -> None:
@@ -127,6 +144,8 @@ class ServiceState:
             self.loop.stop()
         if self._kafka_thread is not None:
             self._kafka_thread.join(30.0)
+        if self.follower is not None:
+            self.follower.stop()
         self.hub.close()
         self.metrics.ready.set(0)
         activate(None)

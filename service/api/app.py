@@ -21,6 +21,7 @@ from service.api import (
     alerts,
     backtest,
     console,
+    control,
     docs,
     events,
     models,
@@ -79,7 +80,8 @@ def create_app(
     api = settings.api
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
         api.max_body_bytes, api.max_open_body_bytes, api.max_test_body_bytes, api.token))
-    for module in (patterns, models, events, alerts, streams, ops, backtest, console):
+    for module in (patterns, models, events, alerts, streams, ops, backtest, console,
+                   control):
         app.include_router(module.router)
     _error_handlers(app)
     openapi.install(app)

@@ -38,7 +38,6 @@ from service.api.console_schemas import (
 )
 from service.api.patterns import (
     PatternName,
-    bounded_compile,
     engine_snapshot,
     put_pattern_sync,
     service,
@@ -47,6 +46,7 @@ from service.api.responses import E401, E413, E503, problem
 from service.api.schemas import DeadLetterModel, PatternChange
 from service.api.security import Authorized
 from service.build import load_patterns
+from service.hotload import bounded_compile
 from service.service_state import ServiceState
 
 router = APIRouter(tags=["patterns"])

@@ -4,7 +4,9 @@ An upload goes through the scoring package's safe loader only (`ModelRegistry.pu
 the manifest is validated, the file's sha256 must match it, pickles and anything that
 is not a skops archive of allow-listed types are refused with the reason. Nothing is
 ever unpickled. A model is persisted (DATA_DIR/models/NAME/) before it becomes active,
-and the engine's scorer takes it at the next batch boundary.
+and the engine's scorer takes it at the next batch boundary. In Kafka mode the upload
+goes to every instance through the control topic (its bytes in the record), and each
+instance validates it again with the same loader before using it.
 
 A model that loaded patterns score with cannot be deleted (409), and an upload whose
 features no longer fit a loaded pattern's `score(...)` call is refused (409, with the
@@ -18,11 +20,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, HTTPException, Path, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from cep.errors import Diagnostic, ModelError, PatternError
-from cep.runtime.engine import Engine
-from cep.scoring.manifest import Manifest
+from cep.errors import ModelError
 from cep.scoring.model import Model
-from service.api.patterns import service
+from service.api.patterns import control_refused, service
 from service.api.responses import E401, E413, E503, problem
 from service.api.schemas import (
     FeatureModel,
@@ -31,7 +31,16 @@ from service.api.schemas import (
     ModelList,
 )
 from service.api.security import Authorized
-from service.build import NAME_PATTERN, load_patterns
+from service.build import NAME_PATTERN
+from service.catalog import now_iso
+from service.hotload import (
+    ModelConflictError,
+    apply_model_delete,
+    apply_model_put,
+    check_model,
+    model_users,
+    refuse_if_used,
+)
 from service.service_state import EngineUnavailableError, ServiceState
 
 router = APIRouter(tags=["models"])
@@ -40,13 +49,6 @@ ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="the model's n
 E404 = problem(404, "no such model")
 E409 = problem(409, "loaded patterns use the model (or would no longer fit it)")
 E422 = problem(422, "refused by the safe loader (the reason)")
-
-
-class ModelConflictError(Exception):
-    def __init__(self, detail: str, diagnostics: list[Diagnostic] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.diagnostics = diagnostics or []
 
 
 def _info(svc: ServiceState, model: Model) -> ModelInfo:
@@ -81,29 +83,19 @@ def get_model(name: ModelName, request: Request) -> ModelInfo:
 def put_model_sync(svc: ServiceState, name: str, data: bytes, manifest: bytes) -> ModelInfo:
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
-    with svc.catalog.lock:
-        parsed = Manifest.from_json(manifest)
-        users = [e for e in svc.catalog.entries() if name in e.models]
-        if users and parsed.name == name:
-            features = dict(svc.registry.feature_names())
-            features[name] = parsed.feature_names
-            problems: list[Diagnostic] = []
-            for e in users:
-                try:
-                    load_patterns(e.source, features, file=e.name)
-                except PatternError as err:
-                    problems.extend(err.diagnostics)
-            if problems:
-                raise ModelConflictError(
-                    f"model {name!r} with features {', '.join(parsed.feature_names)} does not "
-                    "fit the score(...) calls of loaded patterns; update the patterns first "
-                    "(or upload a model with the same features)", problems)
-        model = svc.registry.put(name, data, manifest, persist_dir=svc.uploaded_models_dir)
-        svc.model_tombstones.discard(name)
-        svc.model_problems.pop(name, None)
-        svc.call(svc.scorer.refresh)
-    svc.metrics.swaps.labels("model_put").inc()
-    return _info(svc, model)
+    # the safe loader's checks and the loaded patterns': refused here, before anything
+    check_model(svc, name, data, manifest)
+    offset = None
+    if svc.follower is None:
+        model = apply_model_put(svc, name, data, manifest, svc.call)
+    else:  # Kafka mode: through the control topic, to every instance of the group
+        follower = svc.follower
+        out = follower.propose(lambda: follower.model_put(name, data, manifest), retry=True)
+        if out.status != "applied":
+            raise control_refused(follower.topic, out)
+        model, offset = out.result, out.offset
+    return _info(svc, model).model_copy(update={"applied_at": now_iso(),
+                                               "control_offset": offset})
 
 
 @router.put(
@@ -130,25 +122,21 @@ async def put_model(
 def delete_model_sync(svc: ServiceState, name: str) -> ModelDeleted:
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
-    with svc.catalog.lock:
-        if name not in svc.registry.names():
-            raise HTTPException(404, f"no model named {name!r} is loaded")
-
-        def users(engine: Engine) -> list[str]:
-            return sorted({f"{p.name}@{p.version}" for p in engine.patterns()
-                           if name in p.models})
-
-        using = svc.call(users)
-        if using:
-            raise ModelConflictError(
-                f"model {name!r} is used by {', '.join(using)}; delete or change those "
-                "patterns first (draining versions finish soon)")
-        if (svc.settings.models_dir / name / "manifest.json").exists():
-            svc.model_tombstones.add(name)
-        svc.registry.remove(name, persist_dir=svc.uploaded_models_dir)
-        svc.call(svc.scorer.refresh)
-    svc.metrics.swaps.labels("model_delete").inc()
-    return ModelDeleted(name=name)
+    if name not in svc.registry.names():
+        raise HTTPException(404, f"no model named {name!r} is loaded")
+    refuse_if_used(name, svc.call(model_users(name)))  # here, before anything changes
+    offset = None
+    if svc.follower is None:
+        removed = apply_model_delete(svc, name, svc.call)
+    else:
+        follower = svc.follower
+        out = follower.propose(lambda: follower.model_delete(name), retry=False)
+        if out.status != "applied":
+            raise control_refused(follower.topic, out)
+        removed, offset = out.result, out.offset
+    if not removed:
+        raise HTTPException(404, f"no model named {name!r} is loaded")
+    return ModelDeleted(name=name, applied_at=now_iso(), control_offset=offset)
 
 
 @router.delete("/models/{name}", response_model=ModelDeleted, dependencies=[Authorized],

@@ -1,34 +1,32 @@
 """`/patterns`: list, show, load or replace (hot swap), unload, validate, dry-run.
 
 A change is compiled and checked here, in a worker thread, never on the engine's
-loop; the immutable plan is then handed to the loop (`ServiceState.call`), which adds
-it between two batches. `Engine.add` keeps the replaced version running as *draining*:
-its partial matches finish under the version that started them, it starts none, and
-it is retired when it has no state left. New matches start under the new version.
+loop; text that does not compile is refused with every diagnostic before anything
+changes. The change is then applied by `service.hotload` (persist, swap on the
+engine's loop at a batch boundary, catalog). `Engine.add` keeps the replaced version
+running as *draining*: its partial matches finish under the version that started them,
+it starts none, and it is retired when it has no state left.
 
-Order of a change, under `Catalog.lock`: check and compile -> persist (the previous
-file is kept in memory and restored if the swap fails) -> swap on the loop -> update
-the catalog.
+In Kafka mode a change goes through the control topic instead
+(service/kafka/control_follower.py): every instance of the group applies it, this one
+included, and the answer comes once this instance has (`applied_at`,
+`control_offset`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from cep.compiler.pipeline import CompiledPattern
 from cep.errors import PatternError
-from cep.io.atomic import write_atomic
 from cep.runtime.driver import Driver, ListSink
 from cep.runtime.engine import Engine
 from cep.runtime.records import Batch
 from cep.runtime.snapshot import EngineSnapshot
-from service.api.compile_guard import check_compile_cost
 from service.api.hub import dumps
 from service.api.responses import E401, E413, E503, Responses, problem
 from service.api.schemas import (
@@ -49,12 +47,20 @@ from service.build import (
     check_source,
     compile_all,
     engine_config,
-    load_one,
     load_patterns,
 )
-from service.catalog import PatternEntry, make_entry
+from service.catalog import PatternEntry
+from service.hotload import (
+    apply_pattern_delete,
+    apply_pattern_put,
+    bounded_compile,
+    check_pattern,
+)
 from service.scoring import snapshot_scorer
 from service.service_state import EngineUnavailableError, ServiceState
+
+if TYPE_CHECKING:
+    from service.kafka.control_follower import Outcome
 
 router = APIRouter(tags=["patterns"])
 
@@ -137,41 +143,35 @@ def get_pattern(name: PatternName, request: Request) -> PatternDetail:
 # ---------------------------------------------------------------- changes
 
 
-def _swap(plan: CompiledPattern) -> Callable[[Engine], list[int]]:
-    def fn(engine: Engine) -> list[int]:
-        engine.add(plan)
-        return [p.version for p in engine.patterns() if p.name == plan.name and p.draining]
-
-    return fn
-
-
 def put_pattern_sync(svc: ServiceState, name: str, body: bytes) -> tuple[PatternChange, bool]:
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
-    catalog, store = svc.catalog, svc.patterns_store
-    bounded_compile(svc, body)
-    with catalog.lock:
-        pattern = load_one(body, name, svc.registry.feature_names(), schemas=svc.schemas)
-        text = body.decode("utf-8")  # load_one checked it is UTF-8
-        version = catalog.next_version(name)
-        entry = make_entry(pattern, version, "api", text, None)
-        prev = catalog.get(name)
-        path = store.path(name)
-        old_file = path.read_bytes() if path.exists() else None
-        store.save(name, version, text)
-        try:
-            draining = svc.call(_swap(entry.plan))
-        except BaseException:
-            if old_file is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_atomic(path, old_file)
-            raise
-        catalog.put(entry)
-    svc.metrics.swaps.labels("pattern_put").inc()
-    change = PatternChange(name=name, version=version,
-                           previous_version=prev.version if prev else None, draining=draining)
-    return change, prev is None
+    check_pattern(svc, name, body)  # a bad change is refused here, before anything changes
+    offset = None
+    if svc.follower is None:
+        put = apply_pattern_put(svc, name, body, None, svc.call)
+    else:  # Kafka mode: through the control topic, to every instance of the group
+        follower = svc.follower
+        text = body.decode("utf-8")
+        out = follower.propose(lambda: follower.pattern_put(name, text), retry=True)
+        if out.status != "applied":
+            raise control_refused(follower.topic, out)
+        put, offset = out.result, out.offset
+    change = PatternChange(name=name, version=put.version,
+                           previous_version=put.previous_version, draining=put.draining,
+                           applied_at=put.applied_at, control_offset=offset)
+    return change, put.created
+
+
+def control_refused(topic: str, out: Outcome) -> HTTPException:
+    """A change written to the control topic that this instance did not apply."""
+    if out.status == "refused":
+        v, deleted = out.current
+        return HTTPException(409, f"changed meanwhile through another instance (now version "
+                                  f"{v}{', deleted' if deleted else ''}); nothing changed. "
+                                  "Look again and retry")
+    return HTTPException(409, f"written to the control topic {topic} (offset {out.offset}) "
+                              f"but refused when applied: {out.error}")
 
 
 @router.put(
@@ -194,29 +194,24 @@ async def put_pattern(name: PatternName, request: Request, response: Response) -
 def delete_pattern_sync(svc: ServiceState, name: str) -> PatternDeleted:
     if not svc.ready:
         raise EngineUnavailableError(svc.not_ready_reason())
-    catalog, store = svc.catalog, svc.patterns_store
-    with catalog.lock:
-        entry = catalog.get(name)
-        if entry is None:
-            raise HTTPException(404, f"no pattern named {name!r} is loaded")
-        path = store.path(name)
-        old_file = path.read_bytes() if path.exists() else None
-        store.delete(name, entry.version)
-
-        def remove(engine: Engine) -> int:
-            dropped = sum(p.live_runs for p in engine.snapshot().versions(name))
-            engine.remove(name)
-            return dropped
-
-        try:
-            dropped = svc.call(remove)
-        except BaseException:
-            if old_file is not None:
-                write_atomic(path, old_file)
-            raise
-        catalog.remove(name)
-    svc.metrics.swaps.labels("pattern_delete").inc()
-    return PatternDeleted(name=name, version=entry.version, dropped_partial_matches=dropped)
+    entry = svc.catalog.get(name)
+    if entry is None:
+        raise HTTPException(404, f"no pattern named {name!r} is loaded")
+    offset = None
+    if svc.follower is None:
+        removed = apply_pattern_delete(svc, name, svc.call)
+    else:
+        follower = svc.follower
+        version = entry.version
+        out = follower.propose(lambda: follower.pattern_delete(name, version), retry=False)
+        if out.status != "applied":
+            raise control_refused(follower.topic, out)
+        removed, offset = out.result, out.offset
+    if removed is None:
+        raise HTTPException(404, f"no pattern named {name!r} is loaded")
+    return PatternDeleted(name=name, version=removed.version,
+                          dropped_partial_matches=removed.dropped_partial_matches,
+                          applied_at=removed.applied_at, control_offset=offset)
 
 
 @router.delete("/patterns/{name}", response_model=PatternDeleted, dependencies=[Authorized],
@@ -228,14 +223,6 @@ async def delete_pattern(name: PatternName, request: Request) -> PatternDeleted:
 
 
 # ---------------------------------------------------------------- dry runs
-
-
-def bounded_compile(svc: ServiceState, body: bytes) -> None:
-    """Posted text is compiled by a bounded child process first
-    (service/api/compile_guard.py)."""
-    api = svc.settings.api
-    check_compile_cost(body, svc.registry.feature_names(), timeout_s=api.compile_timeout_s,
-                       memory_mb=api.compile_memory_mb)
 
 
 def validate_sync(svc: ServiceState, body: bytes) -> ValidateResponse:

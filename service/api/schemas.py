@@ -83,18 +83,30 @@ class PatternList(BaseModel):
     patterns: list[PatternSummary]
 
 
+# when a change took effect on the instance that answers (PUT / DELETE answers)
+APPLIED_AT = Field(
+    default=None, description="when the change took effect on this instance (a batch boundary)")
+CONTROL_OFFSET = Field(
+    default=None, description="Kafka mode: the change's offset in the control topic; every "
+                              "instance of the group applies it")
+
+
 class PatternChange(BaseModel):
     name: str
     version: int
     previous_version: int | None = None
     draining: list[int] = Field(default_factory=list,
                                 description="older versions still finishing partial matches")
+    applied_at: str | None = APPLIED_AT
+    control_offset: int | None = CONTROL_OFFSET
 
 
 class PatternDeleted(BaseModel):
     name: str
     version: int
     dropped_partial_matches: int
+    applied_at: str | None = APPLIED_AT
+    control_offset: int | None = CONTROL_OFFSET
 
 
 class ValidateResponse(BaseModel):
@@ -153,6 +165,8 @@ class ModelInfo(BaseModel):
     features: list[FeatureModel]
     description: str | None = None
     used_by: list[str] = Field(default_factory=list)
+    applied_at: str | None = APPLIED_AT
+    control_offset: int | None = CONTROL_OFFSET
 
 
 class ModelList(BaseModel):
@@ -163,6 +177,8 @@ class ModelList(BaseModel):
 
 class ModelDeleted(BaseModel):
     name: str
+    applied_at: str | None = APPLIED_AT
+    control_offset: int | None = CONTROL_OFFSET
 
 
 # ---------------------------------------------------------------- events and alerts

@@ -73,6 +73,7 @@ from service.kafka.checkpoint import (
     Transactions,
 )
 from service.kafka.dead_letters import dead_letter_record
+from service.kafka.group_commits import GroupCommits
 from service.kafka.io import (
     TP,
     Deliveries,
@@ -99,6 +100,7 @@ from service.kafka.record_limits import (
     shrink_dead_letter,
     state_dead_letter,
 )
+from service.kafka.restoring import Restorer
 from service.kafka.stall import StallCheck
 from service.kafka.store import load_engine, register_partitions, stored_offsets, task_dir
 from service.kafka.tasks import (
@@ -194,6 +196,12 @@ class KafkaRunner:
         self.limits = limits_of(self.k)  # poison records (service/kafka/record_limits.py)
         self.poison = PoisonGuard()  # records that fail again and again (service/kafka/poison.py)
         self._to_notify: list[Alert] = []
+        self.group_commits = GroupCommits()  # async group commits that failed: sent again
+        # tasks restoring between polls, their partitions paused (service/kafka/restoring.py)
+        self.restorer = Restorer(changelog_consumer_config(settings), self.k.changelog_topic,
+                                 timeout_s=self.k.recovery_timeout_ms / 1000,
+                                 on_progress=self._restore_progress)
+        self._assigned_at: dict[TP, int | None] = {}  # a restoring partition's offset
         # the one batch loop: engine -> this runner's sink -> processed() (offsets)
         self.driver = Driver(engine, [_RunnerSink(self)], checkpointer=self)
 
@@ -223,6 +231,7 @@ class KafkaRunner:
             self._signature = self.engine.signature()
             cconf = consumer_config(self.settings)
             cconf["error_cb"] = self._on_consumer_error
+            cconf["on_commit"] = self.group_commits.on_commit
             self.cooperative = "cooperative" in str(cconf["partition.assignment.strategy"])
             self.consumer = Consumer(cconf)
             self.checkpointer = self._make_checkpointer()
@@ -245,10 +254,14 @@ class KafkaRunner:
                 exc, self.pending_rewind = self.pending_rewind, None
                 self._rewind(exc)
             assert self.consumer is not None
-            msgs = self.consumer.consume(self.k.batch_size, self.k.poll_timeout_ms / 1000)
+            msgs = self.consumer.consume(self.k.batch_size,
+                                         0.0 if self.restorer else self.k.poll_timeout_ms / 1000)
             self._raise_callback_error()
+            self._recommit_failed()
             if msgs:
                 self._process(msgs)
+            if self.restorer:
+                self._restore_step()
             now = time.monotonic()
             if now - self.last_tick >= self.k.tick_interval_ms / 1000:
                 self.last_tick = now
@@ -287,6 +300,7 @@ class KafkaRunner:
             self.txn.abort()
         if self.producer is not None and not self.eos:
             self.producer.flush(5)
+        self.restorer.close()
         for t in list(self.tasks):
             self._close_task(t)
 
@@ -430,17 +444,20 @@ class KafkaRunner:
             self.txn.open = False
         log.info("transactional producer ready (transactional.id %s)", self.k.transactional_id)
 
+    def _restore_progress(self, task: Task, reached: int, end: int) -> None:
+        task.restore_end = end
+        task.restore_records = reached - task.restore_start
+        self._publish_task(task)
+
     def _recover_changelog(self, task: Task) -> None:
-        """Catch a task's store up with its changelog partition."""
-
-        def progress(reached: int, end: int) -> None:
-            task.restore_end = end
-            task.restore_records = reached - task.restore_start
-            self._publish_task(task)
-
+        """Catch a task's store up with its changelog partition (in one call)."""
         rec = recover_store(task.store, changelog_consumer_config(self.settings),
                             self.k.changelog_topic, partition=task.id,
-                            timeout_s=self.k.recovery_timeout_ms / 1000, progress=progress)
+                            timeout_s=self.k.recovery_timeout_ms / 1000,
+                            progress=functools.partial(self._restore_progress, task))
+        self._count_recovery(task, rec)
+
+    def _count_recovery(self, task: Task, rec: Recovery) -> None:
         self.recoveries.append(rec)
         task.restore_start, task.restore_end = rec.start, rec.end
         task.restore_records = rec.records
@@ -479,27 +496,65 @@ class KafkaRunner:
     # ------------------------------------------------------------------ tasks
 
     def _open_task(self, tid: int) -> Task:
-        """Restore task `tid`: its store caught up with its changelog partition, then
-        its engine loaded from the store."""
-        t0 = time.monotonic()
+        """Open task `tid` restoring: its store, caught up with its changelog partition
+        between polls (`self.restorer`); `_restored` runs it."""
         task = Task(tid, self._open_store(tid))
+        task.opened_at = time.monotonic()
         self.tasks[tid] = task
         self._publish_task(task)
-        self._recover_changelog(task)
-        engine = self.engine.open_task(tid)
+        self.restorer.start(task)
+        return task
+
+    def _restored(self, task: Task, rec: Recovery) -> None:
+        """A task's store is at the end of its changelog partition: load its engine,
+        seek its partitions to the store's offsets and resume them."""
+        self._count_recovery(task, rec)
+        engine = self.engine.open_task(task.id)
         stats = load_engine(engine, task.store)
         task.state = RUNNING
         task.restored_at = time.monotonic()
+        register_partitions(engine, self._stream, task.partitions)
+        stored = stored_offsets(task.store)
+        assert self.consumer is not None
+        for key in sorted(task.partitions):
+            so, co = stored.get(key), self._assigned_at.pop(key, None)
+            if so is not None:
+                if so != co:
+                    # the group's offset differs from the store's (a crash between the
+                    # store write and the group commit): seek to the store's and commit it
+                    # at the next checkpoint even if no record follows, so that the
+                    # group's committed offsets and lag tell the truth
+                    self._seek(key, so)
+                    self.positions[key] = so
+                    self.offsets_due = True
+                log.info("%s[%d] (task %d): resuming at offset %d (task store)", key[0],
+                         key[1], task.id, so)
+            else:
+                log.info("%s[%d] (task %d): no stored offset; starting at %s", key[0], key[1],
+                         task.id, co if co is not None
+                         else f"auto.offset.reset={self.k.auto_offset_reset}")
+        self.consumer.resume([TopicPartition(t, p) for t, p in sorted(task.partitions)])
         self._publish_task(task)
-        log.info("task %d restored in %.2fs (%d changelog record(s)): %s; watermark %s", tid,
-                 task.restored_at - t0, task.restore_records, stats or "empty",
+        log.info("task %d restored in %.2fs (%d changelog record(s)): %s; watermark %s", task.id,
+                 task.restored_at - task.opened_at, task.restore_records, stats or "empty",
                  _wm(engine.watermark()))
-        return task
+
+    def _restore_step(self) -> None:
+        """Advance the restoring tasks (between polls); run the ones restored."""
+        done = self.restorer.step()
+        for task, rec in done:
+            self._restored(task, rec)
+        if done and not self.restorer:
+            log.info("state restored: task(s) %s", ", ".join(
+                str(t) for t, k in sorted(self.tasks.items()) if k.state == RUNNING))
+            self.ready.set()
 
     def _close_task(self, tid: int) -> None:
         """Drop a task: its state leaves the engine, its store is closed (it stays on
         disk: a later assignment of the task starts from it when it is current)."""
         task = self.tasks.pop(tid, None)
+        if self.restorer.drop(tid):
+            log.info("task %d dropped while restoring (nothing of it was read)", tid)
         if tid in self.engine.tasks():
             self.engine.close_task(tid)
         if task is not None:
@@ -551,50 +606,41 @@ class KafkaRunner:
                         "changelog (or give it a new kafka.changelog_topic).")
             new = sorted({tp.partition for tp in partitions} - set(self.tasks))
             for tid in new:
-                self._open_task(tid)
-            if new:
-                log.info("state restored: task(s) %s", ", ".join(map(str, new)))
+                self._open_task(tid)  # restoring: its partitions stay paused until restored
             committed: dict[TP, int] = {}
             if partitions:
                 for c in consumer.committed(partitions, timeout=30):
                     if c.offset >= 0:
                         committed[(c.topic, c.partition)] = c.offset
-            stored_by_task = {tid: stored_offsets(self.tasks[tid].store)
-                              for tid in {tp.partition for tp in partitions}}
+            paused = []
             for tp in partitions:
                 key = (tp.topic, tp.partition)
                 task = self.tasks[tp.partition]
-                so, co = stored_by_task[tp.partition].get(key), committed.get(key)
-                if so is not None:
-                    tp.offset = so
-                    if co != so:
-                        # the group's offset differs from the store's (a crash between
-                        # the store write and the group commit): commit the store's at
-                        # the next checkpoint even if no record follows, so that the
-                        # group's committed offsets and lag tell the truth
-                        self.positions[key] = so
-                        self.offsets_due = True
-                    log.info("assigned %s[%d] (task %d): resuming at offset %d (task store)",
-                             tp.topic, tp.partition, task.id, so)
-                else:
-                    log.info("assigned %s[%d] (task %d): no stored offset; starting at %s",
-                             tp.topic, tp.partition, task.id, co if co is not None
-                             else f"auto.offset.reset={self.k.auto_offset_reset}")
-                    if co is not None:
-                        tp.offset = co
+                co = committed.get(key)
+                if co is not None:
+                    tp.offset = co  # where the group is; the restored store's offset wins
+                if task.state == RESTORING:
+                    self._assigned_at[key] = co
+                    paused.append(TopicPartition(tp.topic, tp.partition))
+                else:  # a running task gets another partition (range): its store's offset
+                    so = stored_offsets(task.store).get(key)
+                    if so is not None:
+                        tp.offset = so
+                    register_partitions(self.engine.task(task.id), self._stream, [key])
+                log.info("assigned %s[%d] (task %d, %s)", tp.topic, tp.partition, task.id,
+                         task.state)
                 self.assigned.add(key)
                 task.partitions.add(key)
             if self.cooperative:
                 consumer.incremental_assign(partitions)
             else:  # eager (range): the whole assignment is given every time
                 consumer.assign(partitions)
-            by_task: dict[int, list[TP]] = {}
-            for tp in partitions:
-                by_task.setdefault(tp.partition, []).append((tp.topic, tp.partition))
-            for tid, tps in by_task.items():
-                register_partitions(self.engine.task(tid), self._stream, tps)
+            if paused:  # before the first fetch: nothing is read until the task is restored
+                consumer.pause(paused)
+            for tid in {tp.partition for tp in partitions}:
                 self._publish_task(self.tasks[tid])
-            self.ready.set()
+            if not self.restorer:
+                self.ready.set()
         except Exception as exc:
             log.exception("partition assignment failed")
             self.callback_error = exc
@@ -628,6 +674,7 @@ class KafkaRunner:
             self.positions.pop(key, None)
             self.committed.pop(key, None)
             self.first_offsets.pop(key, None)
+            self._assigned_at.pop(key, None)
             task = self.tasks.get(tp.partition)
             if task is not None:
                 task.partitions.discard(key)
@@ -667,7 +714,8 @@ class KafkaRunner:
             return
         self._signature = sig
         for task in self.tasks.values():
-            register_partitions(self.engine.task(task.id), self._stream, task.partitions)
+            if task.state == RUNNING:  # a restoring task gets the patterns when it opens
+                register_partitions(self.engine.task(task.id), self._stream, task.partitions)
         self._ensure_topics()
         log.info("patterns now loaded: %s", ", ".join(f"{n}@{v}{' (draining)' if d else ''}"
                                                       for n, v, d in sig) or "none")
@@ -815,6 +863,16 @@ class KafkaRunner:
             "checkpoint (%s): %d state keys, offsets %s", reason, info.keys,
             ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(info.offsets.items())) or "-")
 
+    def _recommit_failed(self) -> None:
+        """Offsets whose asynchronous commit to the group failed (service/kafka/
+        group_commits.py) are committed again at the next checkpoint, unless a later
+        one has replaced them or the partition has gone."""
+        for key, off in self.group_commits.take_failed().items():
+            if key in self.assigned and self.committed.get(key) == off:
+                del self.committed[key]
+                self.positions.setdefault(key, off)
+                self.offsets_due = True
+
     def _rewind(self, exc: RewindError) -> None:
         """Back to the last committed checkpoint (see the module docstring)."""
         self.stats["rewinds"] += 1
@@ -830,6 +888,8 @@ class KafkaRunner:
             # failed ones are produced again by the replay
             self.deliveries.reset()
         for task in self.tasks.values():
+            if task.state != RUNNING:  # restoring: nothing of it was read; it goes on
+                continue
             self._recover_changelog(task)
             engine = self.engine.task(task.id)
             load_engine(engine, task.store)

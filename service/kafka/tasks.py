@@ -71,8 +71,8 @@ def task_count(counts: dict[str, int], inputs: list[str]) -> int:
 class Task:
     """One open task: its store, its input partitions, its restore progress."""
 
-    __slots__ = ("id", "partitions", "restore_end", "restore_records", "restore_start",
-                 "restored_at", "seed_snapshot", "state", "store")
+    __slots__ = ("id", "opened_at", "partitions", "restore_end", "restore_records",
+                 "restore_start", "restored_at", "seed_snapshot", "state", "store")
 
     def __init__(self, task_id: int, store: StateStore) -> None:
         self.id = task_id
@@ -82,6 +82,7 @@ class Task:
         self.restore_start = 0
         self.restore_end = 0
         self.restore_records = 0
+        self.opened_at = 0.0
         self.restored_at = 0.0
         self.seed_snapshot = False
 

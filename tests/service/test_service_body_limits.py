@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import CARD_TESTING, TOKEN, card_events, live_server, make_settings
+from live_server import live_server
+from service_helpers import CARD_TESTING, TOKEN, card_events, make_settings
 
 from service.api.app import create_app
 from service.embedded.ingest import IncrementalDecoder, decode_body

@@ -14,11 +14,28 @@ def put(client: TestClient, name: str, text: str, **kw: object) -> object:
                       headers={"content-type": "text/plain"}, **kw)  # type: ignore[arg-type]
 
 
+def change(r: object) -> dict[str, object]:
+    """A change's answer without `applied_at` (checked set) and `control_offset`
+    (embedded mode: none)."""
+    body: dict[str, object] = r.json()  # type: ignore[attr-defined]
+    assert isinstance(body.pop("applied_at"), str) and body.pop("control_offset") is None
+    return body
+
+
+def test_embedded_mode_has_no_control_topic(client: TestClient) -> None:
+    assert client.get("/control").json() == {
+        "shared": False, "topic": None, "instance": None, "position": None, "applied": 0,
+        "refused": 0, "failed": {}}
+
+
 def test_put_new_pattern_then_list_and_get(client: TestClient) -> None:
     r = client.put("/patterns/card_testing", content=CARD_TESTING)
     assert r.status_code == 201, r.text
-    assert r.json() == {"name": "card_testing", "version": 1, "previous_version": None,
-                        "draining": []}
+    body = r.json()
+    applied_at = body.pop("applied_at")
+    assert body == {"name": "card_testing", "version": 1, "previous_version": None,
+                    "draining": [], "control_offset": None}  # embedded: no control topic
+    assert applied_at.endswith("Z") and applied_at[:4].isdigit()  # applied when answered
     listed = client.get("/patterns").json()["patterns"]
     assert [p["name"] for p in listed] == ["card_testing"]
     assert listed[0]["origin"] == "api"
@@ -40,7 +57,7 @@ def test_replace_increments_version_and_shows_the_draining_one(client: TestClien
     assert r.status_code == 200, r.text
     r = client.put("/patterns/pair", content=PAIR % "high")
     assert r.status_code == 200
-    assert r.json() == {"name": "pair", "version": 2, "previous_version": 1, "draining": [1]}
+    assert change(r) == {"name": "pair", "version": 2, "previous_version": 1, "draining": [1]}
     versions = client.get("/patterns/pair").json()["versions"]
     assert [(v["version"], v["draining"], v["partial_matches"]) for v in versions] == [
         (1, True, 1), (2, False, 0)]
@@ -113,7 +130,7 @@ def test_delete(client: TestClient) -> None:
     client.post("/events", json=card_events("c1", T0)[:2])
     r = client.delete("/patterns/card_testing")
     assert r.status_code == 200
-    assert r.json() == {"name": "card_testing", "version": 1, "dropped_partial_matches": 1}
+    assert change(r) == {"name": "card_testing", "version": 1, "dropped_partial_matches": 1}
     assert client.get("/patterns").json() == {"patterns": []}
     assert client.delete("/patterns/card_testing").status_code == 404
     # a new upload continues the version count

@@ -55,13 +55,17 @@ def fake_runner(gate: threading.Event) -> Any:
     return run_kafka
 
 
+# a fake runner and no broker: no control topic either (kafka.share_changes off)
+NO_BROKER = KafkaConfig(bootstrap_servers="127.0.0.1:1", share_changes=False)
+
+
 def test_kafka_mode_is_wired_through_run_kafka(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import service.kafka.runner
 
     gate = threading.Event()
     monkeypatch.setattr(service.kafka.runner, "run_kafka", fake_runner(gate))
-    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
+    settings = make_settings(tmp_path, kafka=NO_BROKER)
     assert not settings.embedded
     with TestClient(create_app(settings)) as c:
         r = c.get("/ready")
@@ -104,7 +108,7 @@ def test_a_dead_kafka_runner_is_not_ready(tmp_path: Path,
         raise RuntimeError("no broker")
 
     monkeypatch.setattr(service.kafka.runner, "run_kafka", broken)
-    settings = make_settings(tmp_path, kafka=KafkaConfig(bootstrap_servers="127.0.0.1:1"))
+    settings = make_settings(tmp_path, kafka=NO_BROKER)
     with TestClient(create_app(settings)) as c:
         deadline = time.monotonic() + 10
         while "no broker" not in (c.get("/ready").json()["detail"] or ""):
