@@ -87,9 +87,10 @@ def release_memory() -> None:
 def has_buffered(blob: bytes) -> bool:
     """Does an encoded key state hold buffered events? (Without decoding it: the
     encoder writes "runs" and "held", lists of numbers, before "buf", so the first
-    `"buf":` is the top-level one.)"""
+    `"buf":` is the top-level one. Without one, another layout: assume it has, which
+    only costs memory: the key is loaded.)"""
     at = blob.find(b'"buf":')
-    return at >= 0 and blob[at:at + len(_BUF_EMPTY)] != _BUF_EMPTY
+    return at < 0 or blob[at:at + len(_BUF_EMPTY)] != _BUF_EMPTY
 
 
 def stored_deadline(blob: bytes) -> float:

@@ -334,3 +334,19 @@ def test_flink_corpus_alerts_are_identical_with_one_resident_key() -> None:
         evicted += len({e["k"] for e in case["events"]}) > 1
     assert not differ, differ[:10]
     assert evicted > 100  # cases with two keys: one of them was evicted
+
+
+def test_has_buffered_reads_the_top_level_field_only() -> None:
+    """A restore leaves a key in the store only when it holds no buffered events; an
+    event with a field named `buf` must not fool the check."""
+    from cep.runtime.eviction import has_buffered
+    from cep.runtime.matcher import Ev, KeyState, Node, Run
+    from cep.runtime.state_codec import encode_state
+
+    ev = Ev(5, 1, {"buf": [], "x": '"buf":[]'}, None, 0)
+    ks = KeyState("k")
+    ks.runs = [Run(1, Node(0, ev, None), 5, 1, 5, 1)]
+    assert not has_buffered(encode_state(ks, []))
+    ks.nbuf = 1
+    assert has_buffered(encode_state(ks, [(7, Ev(6, 0, {"buf": []}, None, 1))]))
+    assert has_buffered(b'{"other":"layout"}')
