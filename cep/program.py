@@ -139,6 +139,34 @@ class CompiledModule:
 
 
 @dataclass(frozen=True)
+class FilterBlock:
+    """A pattern's part of the engine's shared prefilter (cep/runtime/shared_filter.py),
+    made by the compiler: its event-local relevance tests as Python expressions over
+    placeholders, so that the runtime can put the blocks of all loaded patterns into one
+    loop that reads each field once.
+
+    In `start` and `any`, `\\x00F<i>\\x00` stands for the value of field `fields[i]` of the
+    current event and `\\x00<name>\\x00` for the module constant `<name>` of the
+    pattern's own module (values taken from `CompiledModule.namespace`). A NUL byte
+    never appears in generated code otherwise (`repr` escapes it), so replacing them
+    cannot touch a string literal. The tests may read `ts`, `key` and `lets` (None).
+
+    `start`: can the event start a partial match (a key without state, the event due
+    now); `any`: can it touch any condition of a live partial match ("True" when the
+    pattern is not skip-safe: every event of a key with state is fed). The compiler
+    builds `any` as an `or` over the event-local parts of every condition, so `start`
+    implies `any`. `window_only`: the pattern expires runs only by its pattern-level
+    window (no stage `within`): a run's deadline is its first event's time + `window`."""
+
+    fields: tuple[tuple[str, ...], ...]
+    consts: tuple[str, ...]
+    start: str
+    any: str
+    window_only: bool
+    window: int
+
+
+@dataclass(frozen=True)
 class EmitPlan:
     topic: str | None
     severity: str
@@ -177,6 +205,9 @@ class CompiledPattern:
     time_arrival: bool
     order_by: tuple[tuple[str, ...], ...]
     streams: frozenset[str] | None
+    # this pattern's block of the shared prefilter; None: it runs its own `prefilter`
+    # (patterns with `let` values or `order by`)
+    filter_block: FilterBlock | None = None
 
     @property
     def models(self) -> frozenset[str]:

@@ -31,7 +31,7 @@ from cep.compiler.codegen import ExprCompiler, SourceBuilder
 from cep.compiler.nfa import Action, ConditionTable, NfaProgram, compile_nfa
 from cep.compiler.stepgen import generate_steps
 from cep.dsl import ast
-from cep.program import CompiledPattern, EmitPlan, Kind, ScoreCall
+from cep.program import CompiledPattern, EmitPlan, FilterBlock, Kind, ScoreCall
 
 __all__ = ["CompiledPattern", "EmitPlan", "compile_pattern"]
 
@@ -117,6 +117,8 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
     _add_steps(b, cond_local)
     start_expr, any_expr, skip_safe = _add_relevance(b)
     _add_prefilter(b, start_expr, any_expr, skip_safe)
+    block = (None if pattern.lets or pattern.order_by
+             else _filter_block(b, start_expr, any_expr, skip_safe))
     let_scores = _add_lets(b)
     # without `emit`, a match is an alert with no measures, unless the pattern only
     # declares `on timeout emit` (it is about what did not happen; docs/semantics.md)
@@ -161,6 +163,7 @@ def compile_pattern(pattern: ast.Pattern, version: int = 1) -> CompiledPattern:
         time_arrival=pattern.time_arrival,
         order_by=pattern.order_by,
         streams=frozenset(pattern.streams) if pattern.streams is not None else None,
+        filter_block=block,
     )
 
 
@@ -277,6 +280,63 @@ def _add_prefilter(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
             pre += ["            continue"]
         pre += ["    out.append((i, ks))"]
     b.add("prefilter", "ds, tss, horizon, get, create, out, unk, ticks", pre, "prefilter")
+
+
+class _PlaceholderConsts:
+    """Module constants for a filter block: registered in the pattern's own module (so
+    they exist in its namespace), written as `\\x00<name>\\x00` placeholders."""
+
+    def __init__(self, module: codegen.Module) -> None:
+        self.module = module
+        self.used: list[str] = []
+
+    def const(self, src: str) -> str:
+        name = self.module.const(src)
+        if name not in self.used:
+            self.used.append(name)
+        return f"\x00{name}\x00"
+
+
+class _BlockCompiler(ExprCompiler):
+    """Event-local tests over placeholder fields (`\\x00F<i>\\x00`, see FilterBlock)."""
+
+    def __init__(self, consts: _PlaceholderConsts, fields: list[tuple[str, ...]]) -> None:
+        super().__init__(consts, {}, {})  # type: ignore[arg-type]
+        self.paths = fields
+
+    def _field(self, path: tuple[str, ...]) -> str:
+        if path not in self.paths:
+            self.paths.append(path)
+        return f"\x00F{self.paths.index(path)}\x00"
+
+    def _reuse(self, src: str) -> tuple[str, str]:
+        if src.startswith("\x00F") and src.count("\x00") == 2:
+            return src, src  # a plain variable once the runtime substitutes it
+        return super()._reuse(src)
+
+
+def _filter_block(b: _Build, start_expr: ast.Expr, any_expr: ast.Expr,
+                  skip_safe: bool) -> FilterBlock:
+    """The pattern's block of the engine's shared prefilter (cep/program.py FilterBlock,
+    cep/runtime/shared_filter.py): the same tests as `prefilter`, over shared fields."""
+    consts = _PlaceholderConsts(b.sb.module)
+    fields: list[tuple[str, ...]] = []
+    start = _BlockCompiler(consts, fields).truth(start_expr)
+    anyt = "True"
+    if skip_safe and not (isinstance(any_expr, ast.Literal) and any_expr.value is True):
+        # `any_expr`'s disjuncts, each once (conditions often repeat: `a where x`
+        # `then b where x and ...`)
+        parts: list[str] = []
+        for e in b.conds.exprs:
+            text = _BlockCompiler(consts, fields).truth(codegen.local_part(e, b.stages))
+            if text not in parts:
+                parts.append(text)
+        anyt = "True" if "True" in parts else f"({' or '.join(parts)})" if parts else "False"
+    program = b.program
+    window_only = all(w == 0 for w in program.expiry) and all(
+        st.window == 0 for st in program.states)
+    return FilterBlock(tuple(fields), tuple(consts.used), start, anyt, window_only,
+                       program.window)
 
 
 def _timed(program: NfaProgram) -> bool:

@@ -32,10 +32,12 @@ Batches cross this boundary, not events. For each batch:
    watermark (late) make a dead letter with that reason and a detail, never a silent
    drop;
 2. the clock observes the batch and recomputes its watermark;
-3. per pattern: the generated prefilter reads the key and drops events that cannot
-   matter (no object is made for them); `let` values (model scores) are computed for
-   the batch; relevant events wait in a heap ordered by (time, order-by fields,
-   arrival) until the watermark passes them;
+3. one shared generated prefilter for all patterns of the clock (shared_filter.py;
+   patterns with `let` or `order by` run their own) reads each tested field once,
+   and each key only for the patterns whose event-local test the event passes; it
+   drops events that cannot matter (no object is made for them); `let` values (model
+   scores) are computed for the batch; relevant events wait in a heap ordered by
+   (time, order-by fields, arrival) until the watermark passes them;
 4. per pattern: buffered events with time <= watermark are fed in that order, each
    after advancing its key's time (Flink: advanceTime(t) then process); then timers
    up to the watermark fire (windows, trailing `then not`, `on timeout emit`);
@@ -71,8 +73,9 @@ from cep.runtime.clock import Clock, wall_ms
 from cep.runtime.eviction import Eviction, release_memory
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
-from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest
+from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest, Staged
 from cep.runtime.records import Alert, Batch, DeadLetter, Result
+from cep.runtime.shared_filter import SharedFilter, run_shared
 from cep.runtime.snapshot import (
     ClockStats,
     EngineSnapshot,
@@ -217,6 +220,8 @@ class Engine:
         self._track_changes = track_changes
         self._keychecks: dict[str | None, Any] = {}
         self._tasks: dict[int, Engine] = {}
+        # the shared prefilter per set of pattern runtimes (rebuilt when patterns change)
+        self._shared: dict[tuple[PatternRuntime, ...], SharedFilter] = {}
         for plan in plans:
             self.add(plan)
 
@@ -246,6 +251,7 @@ class Engine:
         self._runtimes.append(rt)
         self._attach(rt)
         self._keychecks.clear()
+        self._shared.clear()
         for t in self._tasks.values():
             t.add(plan)
 
@@ -261,6 +267,7 @@ class Engine:
                                          for k in rt.eviction.spilled)
                     self._removed.extend(rt.eviction.stored_entries())
         self._keychecks.clear()
+        self._shared.clear()
         for t in self._tasks.values():
             t.remove(name)
         return len(gone)
@@ -298,6 +305,7 @@ class Engine:
                 self._removed.extend(rt.eviction.stored_entries())
         if gone:
             self._keychecks.clear()
+            self._shared.clear()
 
     def _runs(self, name: str, version: int) -> bool:
         return any(rt.name == name and rt.version == version for rt in self._runtimes)
@@ -498,14 +506,17 @@ class Engine:
             if ds:
                 # prefilter every pattern, then score all of them (one model call per
                 # model and feature set), then buffer
+                pre = self._stage_shared(ck, rts, ds, tss, ps, horizon, unkeyed)
                 staged = []
                 requests = []
                 for rt in rts:
-                    before = COUNTERS["type_mismatch"]
-                    st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                    st = pre.get(rt)
+                    if st is None:
+                        before = COUNTERS["type_mismatch"]
+                        st = rt.stage(ds, tss, ps, horizon, unkeyed)
+                        _attribute_mismatches(rt, before)
                     requests.append(rt.score_requests(st))
                     staged.append(st)
-                    _attribute_mismatches(rt, before)
                 flat = [r for rs in requests for r in rs]
                 scores = self._score_many(flat) if flat else []
                 at = 0
@@ -526,6 +537,50 @@ class Engine:
         self._retire_drained()
         self._evict()
         return result
+
+    def _stage_shared(
+        self, ck: tuple[str, ...], rts: list[PatternRuntime], ds: list[Any], tss: list[int],
+        ps: list[Any], horizon: float, unkeyed: list[Any],
+    ) -> dict[PatternRuntime, Staged]:
+        """Step 3's prefilter for the patterns with a filter block, in one shared pass
+        (cep/runtime/shared_filter.py); the others run their own."""
+        mine = tuple(rt for rt in rts if rt.plan.filter_block is not None)
+        if not mine:
+            return {}
+        shared = self._shared.get(mine)
+        if shared is None:
+            shared = self._shared[mine] = SharedFilter(mine)
+        before = COUNTERS["type_mismatch"]
+        unk: list[Any] = []
+        try:
+            per = run_shared(shared, ds, tss, horizon, unk)
+        except Exception as exc:  # generated code is total; this guards against bugs
+            self._on_error(exc)
+            for rt in mine:  # keys the aborted pass created; each pattern then runs alone
+                rt.forget_idle()
+            return {}
+        unkeyed.extend(unk)
+        if COUNTERS["type_mismatch"] != before:
+            self._attribute_shared(mine, ds, tss, horizon, before)
+        return {rt: Staged(ds, tss, ps, cands, horizon, ticks)
+                for rt, (cands, ticks) in zip(mine, per, strict=True)}
+
+    def _attribute_shared(self, rts: Sequence[PatternRuntime], ds: list[Any],
+                          tss: list[int], horizon: float, before: int) -> None:
+        """Values of the wrong type met in the shared pass, per pattern, counted as
+        before the shared pass: each pattern's own prefilter runs again over the batch
+        without touching its state (`PatternRuntime.count_prefilter`), only for a batch
+        where the shared pass met some. The global counter is set to the sum, so the
+        figures do not change with the shared pass."""
+        total = before
+        for rt in rts:
+            b = COUNTERS["type_mismatch"]
+            rt.count_prefilter(ds, tss, horizon)
+            n = COUNTERS["type_mismatch"] - b
+            if n:
+                rt.stats["type_mismatch"] += n
+            total += n
+        COUNTERS["type_mismatch"] = total
 
     def _validate(self, events: Sequence[Any], pos: Sequence[Any], stream: str | None,
                   dead: dict[int, DeadLetter]) -> None:

@@ -18,13 +18,18 @@ A key is in exactly one place:
 Keys with events waiting for the watermark (`nbuf > 0`) stay resident.
 
 Timers. Every key written by a checkpoint with a pending deadline also gets a timer
-entry in the store (`cep.state.codec.timer_key`: deadline, then key, so they sort in
-time order). The in-memory timer heap keeps entries for resident and spilled keys;
-entries of keys that are only in the store are dropped from it when it grows
-(`compact`). As the watermark passes, `scan` reads the store's entries up to it and
-pushes them onto the heap, where the engine's usual check (`ks.scheduled == deadline`,
-after loading the key) fires each once, in the same (deadline, key) order as without
-eviction, or skips it when it is stale (the key's deadline moved or the key is gone).
+entry in the store (`cep.state.codec.timer_key`: time, then key, so they sort in time
+order) at the time its timer stands (`timer_at`: its `scheduled` time, which can be
+before its deadline and orders the outputs of keys firing in one watermark step; the
+state codec keeps it, so a key loaded back fires where it would have).
+A window-only pattern's expiry queue (key states, not keys) is not used with eviction:
+its timers go through the heap, which fires them the same way. The in-memory timer
+heap keeps entries for resident and spilled keys; entries of keys that are only in
+the store are dropped from it when it grows (`compact`). As the watermark passes,
+`scan` reads the store's entries up to it and pushes them onto the heap, where the
+engine's usual check (`ks.scheduled == time`, after loading the key) fires each once,
+in the same (time, key) order as without eviction, or skips it when it is stale (the
+key's timer moved or the key is gone).
 Every entry scanned is deleted by the next checkpoint, so the store holds no entry at
 or before the last watermark a checkpoint saw.
 """
@@ -93,10 +98,20 @@ def has_buffered(blob: bytes) -> bool:
     return at < 0 or blob[at:at + len(_BUF_EMPTY)] != _BUF_EMPTY
 
 
-def stored_deadline(blob: bytes) -> float:
-    """The deadline written in an encoded key state."""
-    d = orjson.loads(blob).get("deadline")
-    return INF if d is None else float(d) if d.__class__ is float else int(d)
+def timer_at(ks: KeyState) -> float:
+    """Where a key's timer stands: its `scheduled` time, which may be before its
+    deadline (a timer is not moved when the deadline moves later) and orders the
+    outputs of keys firing in the same watermark step; INF without a deadline."""
+    return INF if ks.deadline == INF else min(ks.scheduled, ks.deadline)
+
+
+def stored_timer(blob: bytes) -> float:
+    """`timer_at` of an encoded key state."""
+    doc = orjson.loads(blob)
+    d, s = doc.get("deadline"), doc.get("scheduled")
+    if d is None:
+        return INF
+    return d if s is None else min(d, s)  # type: ignore[no-any-return]
 
 
 class Eviction:
@@ -111,7 +126,16 @@ class Eviction:
         self.bound = max(1, bound)
         self.lru: OrderedDict[Any, KeyState] = OrderedDict(rt.states)
         rt.states = self.lru
-        self.spilled: dict[Any, tuple[bytes, float]] = {}  # key -> (state, deadline)
+        if rt.queue is not None:
+            # A window-only pattern's timer queue holds key states, which would keep
+            # evicted keys in memory and miss their timers: with eviction its timers
+            # are the heap's (keys, not states), which fires them the same way.
+            rt.queue = rt.matcher.queue = None
+            for key, ks in self.lru.items():
+                if ks.deadline < INF:
+                    ks.scheduled = ks.deadline
+                    heapq.heappush(rt.timers, (ks.deadline, timer_tie(key), key))
+        self.spilled: dict[Any, tuple[bytes, float]] = {}  # key -> (state, timer_at)
         self.timer_pfx = timer_prefix(rt.name, rt.version)
         self.state_pfx = state_prefix(rt.name, rt.version)
         self.cursor = -INF  # store timers with a deadline <= cursor were scanned
@@ -175,7 +199,7 @@ class Eviction:
                 busy.append((key, ks))
                 continue
             if key in dirty:
-                self.spilled[key] = (encode_state(ks, []), ks.deadline)
+                self.spilled[key] = (encode_state(ks, []), timer_at(ks))
             n += 1
         for key, ks in busy:
             lru[key] = ks
@@ -233,7 +257,7 @@ class Eviction:
             kj = key_json(key)
             if ks is not None:
                 puts[spfx + kj] = encode_state(ks, buffered.get(key, []))
-                d = ks.deadline
+                d = timer_at(ks)
             else:
                 puts[spfx + kj], d = spilled(key, none)
             if d < INF:
@@ -259,12 +283,12 @@ class Eviction:
         if len(self.lru) < self.bound or has_buffered(blob):
             ks, buffered = decode_state(key, blob)
             self.rt.load_key(key, ks, buffered)
-            if not indexed and ks.deadline < INF:
-                d = ks.deadline
+            d = timer_at(ks)
+            if not indexed and d < INF:
                 self.index_puts[timer_key(self.timer_pfx, d, key)] = deadline_value(d)
             return True
         if not indexed:
-            d = stored_deadline(blob)
+            d = stored_timer(blob)
             if d < INF:
                 self.index_puts[timer_key(self.timer_pfx, d, key)] = deadline_value(d)
                 heapq.heappush(self.rt.timers, (d, timer_tie(key), key))

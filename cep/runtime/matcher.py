@@ -114,6 +114,17 @@ class Matcher:
         self.skip = plan.skip_kind
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None
+        # Runs expire only by the pattern window: a run's deadline is start_ts + window,
+        # and a key's runs are in start order (successors keep their run's place, new
+        # runs come last, events are fed in time order), so the expired runs are a
+        # prefix and the key's deadline is its first run's.
+        self.window_only = self.window > 0 and not any(self.expiry)
+        # an expired run produces nothing (no `on timeout emit`, no Pending state to
+        # complete): with no held matches either, expiry just deletes
+        self.quiet = not self.handle_timeouts and PENDING not in self.kind
+        # window_only: (start_ts + window, key state) per event that started a run, in
+        # time order (the runtime's timer queue; see PatternRuntime.drain)
+        self.queue: Any = None
 
     # ------------------------------------------------------------ one event
 
@@ -130,12 +141,15 @@ class Matcher:
             for run in ks.runs:
                 steps[run.state](run, ev, key, E, new_runs, potential)
             if start:
+                n = len(new_runs)
                 self.start_step(ev, key, E, new_runs, potential)
+                if len(new_runs) > n and self.queue is not None:
+                    self.queue.append((ev.ts + self.window, ks))
         except Exception as exc:  # generated code is total; this is a bug guard
             self.on_error(self.plan.module.error(exc, self.plan.name))
             return
         ks.runs = new_runs
-        ks.deadline = self.next_deadline(ks) if new_runs else INF
+        ks.deadline = self._deadline(ks)
         if self.skip == "none":
             if potential:
                 if len(potential) > 1:
@@ -151,6 +165,9 @@ class Matcher:
     def advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
         """Flink's advanceTime: expire runs whose windows passed by time `t`."""
         if not ks.runs:
+            return
+        if self.window_only:
+            self._advance_window(ks, t, out)
             return
         window = self.window
         expiry = self.expiry
@@ -181,6 +198,45 @@ class Matcher:
         ks.deadline = self.next_deadline(ks) if keep else INF
         if potential or ks.held:
             self._release(ks, potential, out)
+
+    def _advance_window(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
+        """`advance` when runs expire only by the pattern window: the expired runs are
+        the prefix of the key's runs that started at or before t - window."""
+        runs = ks.runs
+        window = self.window
+        limit = t - window
+        if runs[0].start_ts > limit:
+            ks.deadline = runs[0].start_ts + window  # refresh a stale deadline
+            return
+        n = 1
+        while n < len(runs) and runs[n].start_ts <= limit:
+            n += 1
+        expired = runs[:n]
+        del runs[:n]
+        ks.deadline = runs[0].start_ts + window if runs else INF
+        if self.quiet and not ks.held:
+            return  # nothing to report: the runs are just gone
+        potential: list[Run] = []
+        kind = self.kind
+        for run in expired:
+            deadline = run.start_ts + window
+            if kind[run.state] == PENDING:
+                potential.append(
+                    Run(self.plan.nfa.final, run.path, run.start_ts, run.start_seq, deadline, run.n)
+                )
+            elif self.handle_timeouts and run.path is not None:
+                out.append(("timeout", run, deadline))
+        if potential or ks.held:
+            self._release(ks, potential, out)
+
+    def _deadline(self, ks: KeyState) -> float:
+        """The key's deadline after its runs changed."""
+        runs = ks.runs
+        if not runs:
+            return INF
+        if self.window_only:  # runs in start order: the first expires first
+            return runs[0].start_ts + self.window
+        return self.next_deadline(ks)
 
     def next_deadline(self, ks: KeyState) -> float:
         best = INF
@@ -221,7 +277,7 @@ class Matcher:
                 earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
             out.append(("match", m, m.time))
         # pruning may have removed the runs that determined the key's next deadline
-        ks.deadline = self.next_deadline(ks) if runs else INF
+        ks.deadline = self._deadline(ks)
 
     def _pruning_id(self, m: Run) -> tuple[int, int] | None:
         skip = self.skip

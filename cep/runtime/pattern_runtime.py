@@ -7,8 +7,9 @@ the runtime reaches them (tests/test_layering.py).
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,14 @@ class PatternRuntime:
         self.states: dict[Any, KeyState] = {}
         self.heap: list[tuple[Any, ...]] = []
         self.timers: list[tuple[float, str, Any]] = []  # (deadline, tie-break, key)
+        # window-only patterns (Matcher.window_only) keep no timer heap: every event
+        # that starts a run appends (its time + window, key state) to this queue, which
+        # is therefore in time order; a key fires at the entry equal to its `scheduled`
+        # time, as it would from the heap (see drain)
+        self.queue: deque[tuple[float, KeyState]] | None = (
+            deque() if self.matcher.window_only else None)
+        self.matcher.queue = self.queue
+        self.queue_sorted = True  # restored keys append out of order (load_key)
         self.stats: Counter[str] = Counter()
         # a replaced version drains: its partial matches finish, it starts no new ones
         # (events that arrived before the replacement may still start one: the new
@@ -220,6 +229,33 @@ class PatternRuntime:
             del self.states[k]  # created by the aborted pass for an event now skipped
         return cands
 
+    def count_prefilter(self, ds: list[Any], tss: list[int], horizon: float) -> None:
+        """Run this pattern's own prefilter over a batch for its side effect on the
+        type-mismatch counter only: no key state is created or changed. Keys created
+        by the shared pass that ran before hold nothing yet (idle) and count as absent;
+        keys this run would create count as present for its later events."""
+        lookup = self.getter()  # (an evicted key is loaded back: it is present)
+        created: set[Any] = set()
+
+        def get(k: Any) -> Any:
+            ks = lookup(k)
+            if ks is not None and not ks.idle():
+                return ks
+            return True if k in created else None
+
+        def create(k: Any) -> None:
+            if not self.draining:
+                created.add(k)
+
+        with suppress(Exception):  # counting only; the real pass decided
+            self.plan.prefilter(ds, tss, horizon, get, create, [], [], [])
+
+    def forget_idle(self) -> None:
+        """Drop the key states that hold nothing (created by an aborted prefilter pass:
+        between batches every key state holds runs, held matches or buffered events)."""
+        for k in [k for k, ks in self.states.items() if ks.idle()]:
+            del self.states[k]
+
     def _with_lets(
         self, ds: list[Any], tss: list[int], keyed: list[tuple[int, Any]], horizon: float,
         results: list[list[Any]], ticks: list[tuple[int, KeyState]],
@@ -292,8 +328,13 @@ class PatternRuntime:
             settle(ks)
         for item in fresh[fi:]:  # not due yet: wait in the heap
             heapq.heappush(heap, item)
+        queue = self.queue
+        if queue is not None:
+            if queue and queue[0][0] <= watermark:
+                self._fire_queue(queue, watermark, out)
+            return
         get: Any = self.states.get
-        if self.eviction is not None:
+        if self.eviction is not None:  # never with a queue (see Eviction)
             self.eviction.scan(watermark)  # the store's timers of evicted keys
             get = self.eviction.get
         while timers and timers[0][0] <= watermark:
@@ -301,12 +342,67 @@ class PatternRuntime:
             ks = get(key)
             if ks is None or ks.scheduled != d:
                 continue  # superseded by a later schedule, or the key is gone
-            ks.scheduled = INF
-            m.advance(ks, watermark, outs)
-            if outs:
-                out.extend((self, ks.key, o) for o in outs)
-                outs = []
-            settle(ks)
+            self._fire(ks, watermark, out)
+
+    def _fire(self, ks: KeyState, watermark: float,
+              out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        """A key's timer: advance it to the watermark, report, settle."""
+        ks.scheduled = INF
+        outs: list[Output] = []
+        self.matcher.advance(ks, watermark, outs)
+        if outs:
+            out.extend((self, ks.key, o) for o in outs)
+        self._settle(ks)
+
+    def _fire_queue(self, queue: deque[tuple[float, KeyState]], watermark: float,
+                    out: list[tuple[PatternRuntime, Any, Output]]) -> None:
+        """The timers of a window-only pattern: the due entries of the queue, each
+        key once at its `scheduled` time, in the heap's order (time, then key)."""
+        if not self.queue_sorted:
+            ordered = sorted(queue, key=lambda e: e[0])
+            queue.clear()
+            queue.extend(ordered)
+            self.queue_sorted = True
+        states = self.states
+        due = []
+        pop = queue.popleft
+        m = self.matcher
+        # an expiry that cannot report anything just deletes, in any order (keys are
+        # independent; only outputs have an order): no `on timeout emit`, no Pending
+        # state, no held matches
+        quiet = m.quiet
+        window = m.window
+        limit = watermark - window
+        max_runs = self.engine.config.max_runs_per_key
+        dirty = self.dirty if self.engine._track_changes else None
+        while queue and queue[0][0] <= watermark:
+            d, ks = pop()
+            if ks.scheduled != d or states.get(ks.key) is not ks:
+                continue  # superseded, or the key is gone
+            runs = ks.runs
+            if not quiet or ks.held or len(runs) > max_runs:
+                due.append((d, timer_tie(ks.key), ks))
+                continue
+            n = 0
+            for run in runs:
+                if run.start_ts > limit:
+                    break
+                n += 1
+            if n:
+                del runs[:n]
+            if dirty is not None:
+                dirty.add(ks.key)
+            if runs:
+                ks.deadline = ks.scheduled = runs[0].start_ts + window
+            else:
+                ks.deadline = ks.scheduled = INF
+                if not ks.nbuf:
+                    del states[ks.key]
+        if len(due) > 1:
+            due.sort(key=lambda e: (e[0], e[1]))
+        for d, _, ks in due:
+            if ks.scheduled == d:  # else the same key twice
+                self._fire(ks, watermark, out)
 
     def _settle(self, ks: KeyState) -> None:
         """After a key changed: enforce limits, release it if empty, else reschedule."""
@@ -327,7 +423,8 @@ class PatternRuntime:
         d = ks.deadline  # kept current by the matcher
         if d < ks.scheduled:
             ks.scheduled = d
-            heapq.heappush(self.timers, (d, timer_tie(ks.key), ks.key))
+            if self.queue is None:  # else the queue holds an entry at d already
+                heapq.heappush(self.timers, (d, timer_tie(ks.key), ks.key))
 
     # -- introspection
 
@@ -347,6 +444,8 @@ class PatternRuntime:
         self.states.clear()
         self.heap.clear()
         self.timers.clear()
+        if self.queue is not None:
+            self.queue.clear()
         self.dirty.clear()
         self.fresh.clear()
         if self.eviction is not None:
@@ -369,7 +468,14 @@ class PatternRuntime:
         for arrival, ev in buffered:
             ob = tuple(sortable(path_get(ev.data, p)) for p in order_by)
             heapq.heappush(self.heap, (ev.ts, ob, arrival, ks, ev))
-        if ks.deadline < INF:
+        if ks.deadline == INF:
+            ks.scheduled = INF  # nothing to fire
+        elif self.queue is None:  # the timer where it stood (state_codec keeps it)
+            ks.scheduled = min(ks.scheduled, ks.deadline)
+            heapq.heappush(self.timers, (ks.scheduled, timer_tie(key), key))
+        else:  # an entry per run start, sorted before the queue is next read
             ks.scheduled = ks.deadline
-            heapq.heappush(self.timers, (ks.deadline, timer_tie(key), key))
+            window = self.matcher.window
+            self.queue.extend((run.start_ts + window, ks) for run in ks.runs)
+            self.queue_sorted = False
 
