@@ -61,6 +61,7 @@ def engine_config(settings: Settings) -> EngineConfig:
             n: s.max_out_of_orderness_ms for n, s in settings.streams.items()
         },
         max_runs_per_key=settings.max_runs_per_key,
+        max_resident_keys=settings.max_resident_keys,
         stream_time={n: TimeSpec(s.time_unit, s.assume_utc)
                      for n, s in settings.streams.items()},
         default_time=TimeSpec(default.time_unit, default.assume_utc),

@@ -14,6 +14,13 @@ from service import logs
 from service.alerts_tail import DEFAULT_RETRIES
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import serve
 
@@ -45,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: api.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None,
                    help="port to listen on (default: api.port, 8080)")
+    p.add_argument("--max-resident-keys", type=_positive, default=None, metavar="N",
+                   help="Kafka mode: keys per pattern and task kept in memory; the others "
+                   "wait in the task's RocksDB store (default: max_resident_keys in "
+                   "cep.toml, else all; docs/engine.md)")
     p.add_argument("--log-level", choices=logs.LEVELS,
                    default=os.environ.get("CEP_LOG_LEVEL", "info"),
                    help="log level (default: $CEP_LOG_LEVEL or info)")

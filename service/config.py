@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     dead_letters_file: Path | None = Path("out/dead-letters.jsonl")
     checkpoint_interval_ms: int = 1000
     max_runs_per_key: int = 10_000
+    # Kafka mode: keys per pattern version and task whose state stays in Python memory;
+    # the least recently changed others wait in the task's RocksDB store and come back
+    # on their next event or timer (CEP_MAX_RESIDENT_KEYS; docs/engine.md). None: all
+    max_resident_keys: int | None = Field(default=None, ge=1)
     # BLAS/OpenMP threads per model call (CEP_SCORING_THREADS); 0 = one per core
     scoring_threads: int = Field(default=1, ge=0)
 

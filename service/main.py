@@ -70,6 +70,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         update["port"] = args.port
     if update:
         settings.api = settings.api.model_copy(update=update)
+    resident = getattr(args, "max_resident_keys", None)
+    if resident is not None:
+        settings.max_resident_keys = resident
     return settings
 
 

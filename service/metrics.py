@@ -164,6 +164,12 @@ class EngineCollector:
                                      labels=["pattern", "version"])
         evicted = CounterMetricFamily("cep_runs_evicted", "Partial matches evicted by "
                                       "max_runs_per_key", labels=["pattern", "version"])
+        keys_out = CounterMetricFamily("cep_keys_evicted", "Keys whose state left memory "
+                                       "for the state store (max_resident_keys)",
+                                       labels=["pattern", "version"])
+        keys_in = CounterMetricFamily("cep_keys_loaded", "Evicted keys loaded back from the "
+                                      "state store by an event or a timer",
+                                      labels=["pattern", "version"])
         mismatches = CounterMetricFamily(
             "cep_type_mismatches", "Values of the wrong type met by a pattern's conditions "
             "and measures (each made a comparison false); a misspelled value or a "
@@ -176,8 +182,11 @@ class EngineCollector:
             buffered.add_metric(lv, p.buffered)
             draining.add_metric(lv, 1 if p.draining else 0)
             evicted.add_metric(lv, p.stats.get("runs_evicted", 0))
+            keys_out.add_metric(lv, p.stats.get("keys_evicted", 0))
+            keys_in.add_metric(lv, p.stats.get("keys_loaded", 0))
             mismatches.add_metric(lv, p.stats.get("type_mismatch", 0))
-        yield from (runs, timers, keys, buffered, draining, evicted, mismatches)
+        yield from (runs, timers, keys, buffered, draining, evicted, keys_out, keys_in,
+                    mismatches)
         lag = GaugeMetricFamily("cep_watermark_lag_seconds", "Wall clock minus watermark, "
                                 "per clock (time field) and source partition",
                                 labels=["clock", "partition"])

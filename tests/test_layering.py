@@ -77,7 +77,7 @@ def test_runtime_never_imports_the_language_front_end() -> None:
 RUNTIME = ROOT / "cep" / "runtime"
 # modules of cep.runtime that only the runtime itself imports (the engine's insides)
 PRIVATE_MODULES = {"cep.runtime.pattern_runtime", "cep.runtime.matcher", "cep.runtime.keys",
-                   "cep.runtime.alerts", "cep.runtime.state_codec"}
+                   "cep.runtime.alerts", "cep.runtime.state_codec", "cep.runtime.eviction"}
 PRIVATE_NAMES = {"cep.runtime.clock": {"Clock"}}  # public there: wall_ms only
 
 

@@ -10,6 +10,7 @@ further, tests/test_layering.py checks it):
     add(plan) / remove(name)     load (hot swap: the old version drains) / unload
     patterns(), signature(), output_topics(), stream_keys(stream)
     checkpoint() / checkpointed() / restore(items) / reset() / has_changes()
+    use_store(store)             keys beyond `max_resident_keys` are evicted to it
     expect_partitions(stream, partitions)
     snapshot() -> EngineSnapshot watermark()
     open_task(t) / task(t) / close_task(t) / tasks()     partition tasks (scale-out)
@@ -46,7 +47,10 @@ Batches cross this boundary, not events. For each batch:
    batch, `when` applied, and a deterministic `alert_id`.
 
 Per-key state exists only while the key has partial matches, held matches, buffered
-events or pending timers.
+events or pending timers. With `EngineConfig.max_resident_keys` and a store
+(`use_store`), at most that many keys per pattern version stay in Python memory; the
+others are in the store and come back on their next event or timer
+(cep/runtime/eviction.py, docs/engine.md "State larger than memory").
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from cep.errors import ModelError
 from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
+from cep.runtime.eviction import Eviction, release_memory
 from cep.runtime.keys import KeyCheck, key_check
 from cep.runtime.matcher import INF, Output, Run
 from cep.runtime.pattern_runtime import PatternRuntime, ScoreRequest, Staged
@@ -87,6 +92,7 @@ from cep.runtime.state_codec import (
     state_key,
 )
 from cep.scoring.threads import ThreadLimit
+from cep.state.store import StateStore
 from cep.streams import DEFAULT_TIME, PLAUSIBLE_MS, StreamSchema, TimeSpec, read_time
 from cep.values import path_get
 
@@ -128,6 +134,10 @@ class EngineConfig:
     stream_schemas: dict[str, StreamSchema] = field(default_factory=dict)
     default_schema: StreamSchema | None = None
     schema_stream_field: str | None = None
+    # keys per pattern version (per task) whose state stays in Python memory once a
+    # store is attached (`Engine.use_store`); the least recently changed others wait in
+    # the store. None: every key stays in memory (docs/engine.md)
+    max_resident_keys: int | None = None
 
     def time_spec(self, stream: str | None) -> TimeSpec:
         if stream is None:
@@ -204,8 +214,9 @@ class Engine:
         self._errors: list[str] = []
         self._seq = count(1)
         self._arrival = count()
-        self._removed: list[tuple[str, int, Any]] = []  # state to delete at checkpoint
-        self._taken: tuple[int, list[tuple[PatternRuntime, set[Any]]]] | None = None
+        self._removed: list[bytes] = []  # store keys to delete at the next checkpoint
+        self._taken: tuple[int, list[tuple[PatternRuntime, set[Any], int, int]]] | None = None
+        self._store: StateStore | None = None
         self._track_changes = track_changes
         self._keychecks: dict[str | None, Any] = {}
         self._tasks: dict[int, Engine] = {}
@@ -236,7 +247,9 @@ class Engine:
             idle = self.config.idle_timeout_ms
             ooo = 0 if ck == ARRIVAL else self.config.max_out_of_orderness_ms
             self._clocks[ck] = Clock(ooo, idle if ck != ARRIVAL else None, self._now_ms)
-        self._runtimes.append(PatternRuntime(plan, self, ck))
+        rt = PatternRuntime(plan, self, ck)
+        self._runtimes.append(rt)
+        self._attach(rt)
         self._keychecks.clear()
         self._shared.clear()
         for t in self._tasks.values():
@@ -248,7 +261,11 @@ class Engine:
         for rt in gone:
             self._runtimes.remove(rt)
             if self._track_changes:  # state to delete at the next checkpoint
-                self._removed.extend((rt.name, rt.version, k) for k in rt.states)
+                self._removed.extend(state_key(rt.name, rt.version, k) for k in rt.states)
+                if rt.eviction is not None:
+                    self._removed.extend(state_key(rt.name, rt.version, k)
+                                         for k in rt.eviction.spilled)
+                    self._removed.extend(rt.eviction.stored_entries())
         self._keychecks.clear()
         self._shared.clear()
         for t in self._tasks.values():
@@ -289,6 +306,8 @@ class Engine:
                 and not any(t._runs(rt.name, rt.version) for t in self._tasks.values())]
         for rt in gone:
             self._runtimes.remove(rt)
+            if rt.eviction is not None and self._track_changes:  # its stale timer entries
+                self._removed.extend(rt.eviction.stored_entries())
         if gone:
             self._keychecks.clear()
             self._shared.clear()
@@ -333,6 +352,38 @@ class Engine:
 
     def tasks(self) -> list[int]:
         return sorted(self._tasks)
+
+    # -- state larger than memory
+
+    def use_store(self, store: StateStore | None) -> None:
+        """The store this engine's checkpoints go to (with tasks: each task's own, by
+        `task(t).use_store`). With `EngineConfig.max_resident_keys`, keys beyond it are
+        evicted to it and loaded back on their next event or timer; `restore` must
+        then be given this store's items (the keys it leaves in the store are read
+        from it later). Call before `restore`; None detaches (keeps every key)."""
+        if store is self._store:
+            return
+        for rt in self._runtimes:
+            if rt.eviction is not None:
+                if rt.eviction.spilled or rt.eviction.scanned or rt.eviction.index_puts:
+                    raise RuntimeError("keys are evicted to the current store: checkpoint "
+                                       "and reset() before changing it")
+                rt.states = dict(rt.states)
+                rt.eviction = None
+        self._store = store
+        for rt in self._runtimes:
+            self._attach(rt)
+
+    def _attach(self, rt: PatternRuntime) -> None:
+        bound = self.config.max_resident_keys
+        if self._store is not None and bound is not None and self._track_changes:
+            rt.eviction = Eviction(rt, self._store, bound)
+
+    def _evict(self) -> None:
+        if self._store is not None:
+            for rt in self._runtimes:
+                if rt.eviction is not None:
+                    rt.eviction.evict()
 
     # -- time
 
@@ -501,6 +552,7 @@ class Engine:
             self._counters[f"dead_letter.{dead[i].reason}"] += 1
         result.alerts = self._alerts(outs)
         self._retire_drained()
+        self._evict()
         return result
 
     def _stage_shared(
@@ -668,7 +720,9 @@ class Engine:
             for rt in self._runtimes:
                 if rt.clock_key == ck:
                     _drain(rt, clock.watermark, outs)
-        return Result(self._alerts(outs), [])
+        res = Result(self._alerts(outs), [])
+        self._evict()
+        return res
 
     def finish(self) -> Result:
         """End of a bounded input: watermark +infinity fires every pending window."""
@@ -680,7 +734,9 @@ class Engine:
             for rt in self._runtimes:
                 if rt.clock_key == ck:
                     _drain(rt, INF, outs)
-        return Result(self._alerts(outs), [])
+        res = Result(self._alerts(outs), [])
+        self._evict()
+        return res
 
     def _each_task(self, fn: Callable[[Engine], Result]) -> Result:
         res = Result()
@@ -804,7 +860,10 @@ class Engine:
         """Is there state a checkpoint would write? (With tasks: in any task.)"""
         if any(t.has_changes() for t in self._tasks.values()):
             return True
-        return bool(self._removed) or any(rt.dirty for rt in self._runtimes)
+        return bool(self._removed) or any(
+            rt.dirty or (rt.eviction is not None and (rt.eviction.scanned
+                                                      or rt.eviction.index_puts))
+            for rt in self._runtimes)
 
     def checkpoint(self) -> dict[bytes, bytes | None]:
         """The state changed since the last checkpoint, as store puts (None = delete).
@@ -815,11 +874,16 @@ class Engine:
             raise RuntimeError("checkpoint() needs an engine made with track_changes=True")
         if self._tasks:
             raise RuntimeError("tasks are open: checkpoint each with task(t).checkpoint()")
-        puts: dict[bytes, bytes | None] = {}
-        for name, version, key in self._removed:
-            puts[state_key(name, version, key)] = None
-        taken: list[tuple[PatternRuntime, set[Any]]] = []
+        puts: dict[bytes, bytes | None] = dict.fromkeys(self._removed)
+        taken: list[tuple[PatternRuntime, set[Any], int, int]] = []
         for rt in self._runtimes:
+            ev = rt.eviction
+            if ev is not None:
+                if rt.dirty or ev.scanned or ev.index_puts:
+                    buffered = rt.buffered_by_key() if rt.heap else {}
+                    taken.append((rt, ev.checkpoint(puts, buffered), len(ev.scanned),
+                                  len(ev.index_puts)))
+                continue
             if not rt.dirty:
                 continue
             buffered = rt.buffered_by_key()
@@ -827,7 +891,7 @@ class Engine:
                 ks = rt.states.get(key)
                 sk = state_key(rt.name, rt.version, key)
                 puts[sk] = None if ks is None else encode_state(ks, buffered.get(key, []))
-            taken.append((rt, set(rt.dirty)))
+            taken.append((rt, set(rt.dirty), 0, 0))
         self._taken = (len(self._removed), taken)
         seq, arrival = next(self._seq), next(self._arrival)
         self._seq, self._arrival = count(seq + 1), count(arrival + 1)
@@ -840,6 +904,8 @@ class Engine:
                 for ck, c in self._clocks.items()
             ],
             "patterns": sorted({f"{rt.name}@{rt.version}" for rt in self._runtimes}),
+            # every stored key with a deadline has its timer entry (cep/state/codec.py)
+            "timer_index": any(rt.eviction is not None for rt in self._runtimes),
         }
         puts[META_PREFIX + b"engine"] = orjson.dumps(meta)
         return puts
@@ -851,8 +917,13 @@ class Engine:
         removed, taken = self._taken
         self._taken = None
         del self._removed[:removed]
-        for rt, keys in taken:
+        released = 0
+        for rt, keys, scanned, index in taken:
             rt.dirty -= keys
+            if rt.eviction is not None:
+                released += rt.eviction.checkpointed(keys, scanned, index)
+        if released:
+            release_memory()
 
     def drop_key(self, pattern: str, version: int, key: Any) -> bool:
         """Forget one key's state of one pattern version: its partial matches, held
@@ -863,6 +934,8 @@ class Engine:
             if rt.name != pattern or rt.version != version:
                 continue
             found = rt.states.pop(key, None) is not None
+            if rt.eviction is not None and rt.eviction.forget(key):
+                found = True
             if any(e[3].key == key for e in rt.heap):
                 rt.heap[:] = [e for e in rt.heap if e[3].key != key]
                 heapq.heapify(rt.heap)
@@ -889,9 +962,11 @@ class Engine:
         seen: their idle timeout runs from now."""
         by_id = {(rt.name, rt.version): rt for rt in self._runtimes}
         stats: Counter[str] = Counter()
+        indexed = False  # the store has timer entries (the meta entry comes first)
         for k, v in items:
             if k == META_PREFIX + b"engine":
                 meta = orjson.loads(v)
+                indexed = bool(meta.get("timer_index"))
                 self._seq = count(meta["seq"] + 1)
                 self._arrival = count(meta["arrival"] + 1)
                 for c in meta["clocks"]:
@@ -906,7 +981,14 @@ class Engine:
             rt = by_id.get((name, version))
             if rt is None:
                 stats["skipped"] += 1
-                self._removed.append((name, version, key))
+                self._removed.append(k)
+                continue
+            if rt.eviction is not None:  # loaded under the bound, else left in the store
+                stats["keys"] += 1
+                if rt.eviction.restored(key, v, indexed):
+                    stats["runs"] += len(rt.states[key].runs)
+                else:
+                    stats["keys_in_store"] += 1
                 continue
             ks, buffered = decode_state(key, v)
             rt.load_key(key, ks, buffered)

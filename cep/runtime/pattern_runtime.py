@@ -19,6 +19,7 @@ from cep.values import path_get
 
 if TYPE_CHECKING:
     from cep.runtime.engine import Engine
+    from cep.runtime.eviction import Eviction
 
 
 def sortable(v: Any) -> tuple[int, Any]:
@@ -85,6 +86,8 @@ class PatternRuntime:
         # this batch's relevant events, already in (time, arrival) order: merged with the
         # heap in drain(), so most events never enter the heap at all
         self.fresh: list[tuple[Any, ...]] = []
+        # keys beyond a resident bound go to the state store (cep/runtime/eviction.py)
+        self.eviction: Eviction | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +96,10 @@ class PatternRuntime:
     @property
     def version(self) -> int:
         return self.plan.version
+
+    def getter(self) -> Any:
+        """key -> its state or None (loading an evicted key back)."""
+        return self.states.get if self.eviction is None else self.eviction.get
 
     # -- ingest
 
@@ -128,7 +135,7 @@ class PatternRuntime:
             order = sorted(range(len(ds)), key=lambda j: (tss[j], obs[j]))
             ds, tss, pos = [ds[j] for j in order], [tss[j] for j in order], [pos[j] for j in order]
         cands: list[tuple[int, Any]] = []
-        get, create = (None, None) if plan.let_names else (self.states.get, self._create)
+        get, create = (None, None) if plan.let_names else (self.getter(), self._create)
         unk: list[Any] = []
         ticks: list[tuple[int, KeyState]] = []  # skipped events that advance a key's time
         try:
@@ -227,11 +234,11 @@ class PatternRuntime:
         type-mismatch counter only: no key state is created or changed. Keys created
         by the shared pass that ran before hold nothing yet (idle) and count as absent;
         keys this run would create count as present for its later events."""
-        states = self.states
+        lookup = self.getter()  # (an evicted key is loaded back: it is present)
         created: set[Any] = set()
 
         def get(k: Any) -> Any:
-            ks = states.get(k)
+            ks = lookup(k)
             if ks is not None and not ks.idle():
                 return ks
             return True if k in created else None
@@ -259,7 +266,7 @@ class PatternRuntime:
         else:
             scores = [()] * len(keyed)
         out = []
-        get = self.states.get
+        get = self.getter()
         for j, (i, k) in enumerate(keyed):
             d, ts = ds[i], tss[i]
             lets = plan.lets_of(d, ts, k, scores[j])
@@ -326,9 +333,13 @@ class PatternRuntime:
             if queue and queue[0][0] <= watermark:
                 self._fire_queue(queue, watermark, out)
             return
+        get: Any = self.states.get
+        if self.eviction is not None:  # never with a queue (see Eviction)
+            self.eviction.scan(watermark)  # the store's timers of evicted keys
+            get = self.eviction.get
         while timers and timers[0][0] <= watermark:
             d, _, key = pop(timers)
-            ks = self.states.get(key)
+            ks = get(key)
             if ks is None or ks.scheduled != d:
                 continue  # superseded by a later schedule, or the key is gone
             self._fire(ks, watermark, out)
@@ -407,6 +418,8 @@ class PatternRuntime:
         if ks.idle():
             self.states.pop(ks.key, None)
             return
+        if self.eviction is not None:
+            self.eviction.touch(ks.key)
         d = ks.deadline  # kept current by the matcher
         if d < ks.scheduled:
             ks.scheduled = d
@@ -423,7 +436,8 @@ class PatternRuntime:
 
     def idle(self) -> bool:
         """No per-key state, no buffered events: a draining version can be retired."""
-        return not self.states and not self.heap and not self.fresh
+        return not self.states and not self.heap and not self.fresh and (
+            self.eviction is None or self.eviction.idle())
 
     def clear(self) -> None:
         """Forget every key, buffered event and timer (the plan stays loaded)."""
@@ -434,6 +448,8 @@ class PatternRuntime:
             self.queue.clear()
         self.dirty.clear()
         self.fresh.clear()
+        if self.eviction is not None:
+            self.eviction.clear()
 
     # -- state export / import (one entry per key; see Engine.checkpoint)
 
@@ -452,12 +468,14 @@ class PatternRuntime:
         for arrival, ev in buffered:
             ob = tuple(sortable(path_get(ev.data, p)) for p in order_by)
             heapq.heappush(self.heap, (ev.ts, ob, arrival, ks, ev))
-        if ks.deadline < INF:
+        if ks.deadline == INF:
+            ks.scheduled = INF  # nothing to fire
+        elif self.queue is None:  # the timer where it stood (state_codec keeps it)
+            ks.scheduled = min(ks.scheduled, ks.deadline)
+            heapq.heappush(self.timers, (ks.scheduled, timer_tie(key), key))
+        else:  # an entry per run start, sorted before the queue is next read
             ks.scheduled = ks.deadline
-            if self.queue is None:
-                heapq.heappush(self.timers, (ks.deadline, timer_tie(key), key))
-            else:  # an entry per run start, sorted before the queue is next read
-                window = self.matcher.window
-                self.queue.extend((run.start_ts + window, ks) for run in ks.runs)
-                self.queue_sorted = False
+            window = self.matcher.window
+            self.queue.extend((run.start_ts + window, ks) for run in ks.runs)
+            self.queue_sorted = False
 

@@ -207,7 +207,7 @@ def run_shared(shared: SharedFilter, ds: list[Any], tss: list[int], horizon: flo
     outs: list[list[tuple[int, Any]]] = [[] for _ in rts]
     ticks: list[list[tuple[int, Any]]] = [[] for _ in rts]
     unk: list[list[Any]] = [[] for _ in rts]
-    shared.fn(ds, tss, horizon, tuple(rt.states.get for rt in rts),
+    shared.fn(ds, tss, horizon, tuple(rt.getter() for rt in rts),
               tuple(rt._create for rt in rts), outs, unk, ticks, tuple(floors))
     for u in unk:
         unkeyed.extend(u)

@@ -64,6 +64,10 @@ def encode_state(ks: KeyState, buffered: list[tuple[int, Ev]]) -> bytes:
         "events": events,
         "nodes": nodes,
         "deadline": ks.deadline if ks.deadline != float("inf") else None,
+        # the key's timer: it may be earlier than the deadline (a timer is not moved
+        # when the deadline moves later), and where it stands orders the outputs of
+        # keys whose timers fire in the same watermark step
+        "scheduled": ks.scheduled if ks.scheduled != float("inf") else None,
     }
     try:
         blob = orjson.dumps(doc)
@@ -95,6 +99,8 @@ def decode_state(key: Any, blob: bytes) -> tuple[KeyState, list[tuple[int, Ev]]]
     ks.held = [run(r) for r in doc["held"]]
     d = doc.get("deadline")
     ks.deadline = float("inf") if d is None else d
+    s = doc.get("scheduled")  # absent before it was written: the deadline
+    ks.scheduled = float("inf") if s is None else s
     buffered = [(arrival, events[i]) for arrival, i in doc["buf"]]
     ks.nbuf = len(buffered)
     return ks, buffered

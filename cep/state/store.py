@@ -17,7 +17,8 @@ class StateStore(Protocol):
 
     def write_batch(self, puts: Mapping[bytes, bytes | None]) -> None: ...
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self, prefix: bytes = b"", start: bytes | None = None
+              ) -> Iterator[tuple[bytes, bytes]]: ...
 
     def close(self) -> None: ...
 
@@ -38,9 +39,11 @@ class MemoryStore:
             else:
                 self._data[k] = v
 
-    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    def items(self, prefix: bytes = b"", start: bytes | None = None
+              ) -> Iterator[tuple[bytes, bytes]]:
+        lo = prefix if start is None else max(prefix, start)
         for k in sorted(self._data):
-            if k.startswith(prefix):
+            if k >= lo and k.startswith(prefix):
                 yield k, self._data[k]
 
     def close(self) -> None:

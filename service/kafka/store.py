@@ -7,11 +7,13 @@ never pickle:
 |-------------------------------------|------------------------------------|--------------|
 | `s\\0<pattern>\\0<version>\\0<key>` | a key's runs, held matches, events | yes          |
 | `m\\0engine`                        | watermarks, clock partitions, seqs | yes          |
+| `t\\0<pattern>\\0<version>\\0<t><key>` | a stored key's timer (eviction) | yes          |
 | `o\\0<topic>\\0<partition>`         | next input offset to read (ASCII)  | yes          |
 | `c\\0commit`                        | checkpoint marker (ASCII sequence) | yes (last)   |
 | `l\\0changelog`                     | next changelog offset (ASCII)      | no (local)   |
 
-The first three kinds are written together, in one WriteBatch, by every checkpoint
+Timer entries (`cep/state/codec.py`) exist only with `max_resident_keys`. The first
+four kinds are written together, in one WriteBatch, by every checkpoint
 (`service/kafka/checkpoint.py`), so state, input offsets and watermarks always agree. The
 stored offsets are the source of truth for where to resume; offsets committed to the
 consumer group follow them (at-least-once: afterwards; exactly-once: in the same
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +101,12 @@ def clear_store(store: StateStore) -> int:
 
 def load_engine(engine: Engine, store: StateStore) -> dict[str, int]:
     """Reset the engine and load the store's state into it (restored partitions count
-    as just seen: their idle timeout runs from now)."""
+    as just seen: their idle timeout runs from now). The store becomes the engine's:
+    with `max_resident_keys`, keys beyond it stay there (read one at a time, never all
+    held at once) until their next event or timer."""
     engine.reset()
-    items = list(store.items(META_PREFIX)) + list(store.items(STATE_PREFIX))
-    return engine.restore(items)
+    engine.use_store(store)
+    return engine.restore(chain(store.items(META_PREFIX), store.items(STATE_PREFIX)))
 
 
 def register_partitions(engine: Engine, stream_of: Callable[[str], str],
