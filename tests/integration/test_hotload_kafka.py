@@ -35,7 +35,7 @@ from kafka_runner_helpers import (
     settings_of,
     wait_for,
 )
-from test_scale_out import PARTITIONS, Instance, covered, partition_of
+from scale_out_helpers import PARTITIONS, Instance, covered, partition_of
 
 pytestmark = pytest.mark.kafka
 

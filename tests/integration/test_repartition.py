@@ -32,7 +32,7 @@ from kafka_runner_helpers import (
     workload,
     write_config,
 )
-from test_scale_out import PARTITIONS, Instance, covered, partition_of
+from scale_out_helpers import PARTITIONS, Instance, covered, partition_of
 
 from service.kafka.engine_factory import engine_from_settings
 from service.kafka.repartition import partition_for, topic_name
