@@ -79,6 +79,16 @@ def admin(bootstrap: str) -> Any:
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
+def private_broker() -> Any:
+    """A broker of this benchmark's own (scripts/kafka.sh; `tests/kafka_broker.py`),
+    for runs without CEP_KAFKA_BOOTSTRAP; the caller stops it with `.down()`."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from kafka_broker import KafkaBroker
+
+    print("starting a private broker (scripts/kafka.sh)...", file=sys.stderr)
+    return KafkaBroker.launch(instance=f"bench-{os.getpid()}", owner_pid=os.getpid())
+
+
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     from service.kafka.io import ensure_topics
 
@@ -411,11 +421,7 @@ def main() -> None:
 
     broker = None
     if not args.bootstrap:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from kafka_broker import KafkaBroker
-
-        print("starting a private broker (scripts/kafka.sh)...", file=sys.stderr)
-        broker = KafkaBroker.launch(instance=f"bench-{os.getpid()}", owner_pid=os.getpid())
+        broker = private_broker()
         args.bootstrap = broker.bootstrap
     try:
         path = data_file(args.events, args.keys, args.seed)

@@ -38,7 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from kafka_e2e import create_topic, data_file, produce_file  # noqa: E402
+from kafka_e2e import (  # noqa: E402
+    create_topic,
+    data_file,
+    private_broker,
+    produce_file,
+)
 
 
 def produce_by_card(bootstrap: str, topic: str, path: Path, partitions: int) -> None:
@@ -138,11 +143,7 @@ def main() -> None:
         return
     broker = None
     if not args.bootstrap:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from kafka_broker import KafkaBroker
-
-        print("starting a private broker (scripts/kafka.sh)...", file=sys.stderr)
-        broker = KafkaBroker.launch(instance=f"bench-{os.getpid()}", owner_pid=os.getpid())
+        broker = private_broker()
         args.bootstrap = broker.bootstrap
     try:
         path = data_file(args.events, args.keys, args.seed)

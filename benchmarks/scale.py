@@ -347,10 +347,9 @@ def main() -> None:
     args = ap.parse_args()
     broker = None
     if not args.bootstrap:
-        from kafka_broker import KafkaBroker
+        from kafka_e2e import private_broker
 
-        print("starting a private broker (scripts/kafka.sh)...", file=sys.stderr)
-        broker = KafkaBroker.launch(instance=f"bench-{os.getpid()}", owner_pid=os.getpid())
+        broker = private_broker()
         args.bootstrap = broker.bootstrap
     load0 = os.getloadavg()  # the machine may be shared: report its load
     work = Path(tempfile.mkdtemp(prefix="cep-scale-"))

@@ -29,7 +29,9 @@ from typing import Any
 from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.errors import PatternError
+from cep.program import CompiledPattern
 from cep.runtime.engine import Engine, EngineConfig
+from cep.runtime.records import Alert
 
 LETTERS = ("a", "b", "c", "d")
 Outcome = list[tuple[Any, ...]]
@@ -156,24 +158,29 @@ def oracle_json(case: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- cep side
 
 
+def case_alerts(plans: list[CompiledPattern], case: dict[str, Any]) -> list[Alert]:
+    """A case's events (each tagged with its index `i`) through an engine of these
+    plans, in the case's batches, then the end of input: the alerts in order."""
+    eng = Engine(plans, EngineConfig(max_out_of_orderness_ms=case.get("ooo", 0)),
+                 now_ms=lambda: 0)
+    evs = [{**e, "i": i} for i, e in enumerate(case["events"])]
+    alerts: list[Alert] = []
+    start = 0
+    for end in case["batches"]:
+        alerts += eng.process(evs[start:end]).alerts
+        start = end
+    alerts += eng.finish().alerts
+    return alerts
+
+
 def run_cep(case: dict[str, Any]) -> Outcome:
     """Run a case through the engine as `cep backtest` does; its sorted outcome."""
     try:
         (pat,) = load_source(to_cep(case))
     except PatternError:
         return [("error",)]
-    plan = compile_pattern(pat)
-    eng = Engine([plan], EngineConfig(max_out_of_orderness_ms=case.get("ooo", 0)),
-                 now_ms=lambda: 0)
-    evs = [{**e, "i": i} for i, e in enumerate(case["events"])]
-    alerts = []
-    start = 0
-    for end in case["batches"]:
-        alerts += eng.process(evs[start:end]).alerts
-        start = end
-    alerts += eng.finish().alerts
     out: Outcome = []
-    for a in alerts:
+    for a in case_alerts([compile_pattern(pat)], case):
         r = a.record
         per = {s: [e["i"] for e in es] for s, es in r["events"].items()}
         if r["kind"] == "match":

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flinkdiff import to_cep
+from flinkdiff import case_alerts, to_cep
 
 from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_source
 from cep.errors import PatternError
 from cep.program import CompiledPattern
-from cep.runtime.engine import Engine, EngineConfig
 
 CORPUS = Path(__file__).parent / "corpus.jsonl"
 
@@ -35,17 +34,8 @@ def _plan(case: dict[str, Any], name: str) -> CompiledPattern | None:
 
 
 def _run(plans: list[CompiledPattern], case: dict[str, Any]) -> list[bytes]:
-    eng = Engine(plans, EngineConfig(max_out_of_orderness_ms=case.get("ooo", 0)),
-                 now_ms=lambda: 0)
-    evs = [{**e, "i": i} for i, e in enumerate(case["events"])]
-    alerts = []
-    start = 0
-    for end in case["batches"]:
-        alerts += eng.process(evs[start:end]).alerts
-        start = end
-    alerts += eng.finish().alerts
     out = []
-    for a in alerts:
+    for a in case_alerts(plans, case):
         r = dict(a.record)
         r.pop("detected_at", None)
         out.append(orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
