@@ -178,6 +178,21 @@ def _fmt(positions: Mapping[TP, int]) -> str:
 # ------------------------------------------------------------------ at-least-once
 
 
+def _write_stores(written: list[tuple[TaskCut, dict[bytes, bytes | None]]],
+                  changelog_next: Mapping[int, int]) -> int:
+    """Each task's deltas into its own store, one atomic synced batch per task, with
+    the changelog offset after them; the number of keys written."""
+    keys = 0
+    for cut, puts in written:
+        nxt = changelog_next.get(cut.task)
+        if nxt is not None:
+            puts[CHANGELOG_POS_KEY] = str(nxt).encode()
+        cut.store.write_batch(puts)
+        cut.seed_snapshot = False
+        keys += len(puts)
+    return keys
+
+
 class AtLeastOnceCheckpoint:
     def __init__(
         self,
@@ -234,15 +249,9 @@ class AtLeastOnceCheckpoint:
         if (self.changelog_topic is not None and written) or dropped:
             self._flush("changelog")  # and the dead letters of dropped state
         # 3. per task: one atomic, synced write; only then are the deltas taken
-        keys = 0
-        for cut, puts in written:
-            nxt = self.deliveries.changelog_next.get(cut.task)
-            if nxt is not None:
-                puts[CHANGELOG_POS_KEY] = str(nxt).encode()
-            cut.store.write_batch(puts)
+        keys = _write_stores(written, self.deliveries.changelog_next)
+        for cut, _ in written:
             cut.engine.checkpointed()
-            cut.seed_snapshot = False
-            keys += len(puts)
         # 4. offsets to the group (informational: the stores' offsets win)
         positions = _all_positions(cuts)
         if self.consumer is not None and positions:
@@ -422,14 +431,7 @@ class ExactlyOnceCheckpoint:
                       self.deliveries.failures)
             self.deliveries.failures = []
         # 5. the local caches, after the commit
-        keys = 0
-        for cut, puts in written:
-            nxt = self.deliveries.changelog_next.get(cut.task)
-            if nxt is not None:
-                puts[CHANGELOG_POS_KEY] = str(nxt).encode()
-            cut.store.write_batch(puts)
-            cut.seed_snapshot = False
-            keys += len(puts)
+        keys = _write_stores(written, self.deliveries.changelog_next)
         info = CheckpointInfo(keys, positions, time.monotonic() - t0)
         log.debug("checkpoint (exactly-once): %d keys, offsets %s, %.1f ms",
                   info.keys, _fmt(positions), info.seconds * 1000)
