@@ -110,7 +110,10 @@ class ExprCompiler:
         return f"({t} := {src})", t
 
     def prologue(self) -> list[str]:
-        out = [f"_s{i} = _U" for i in sorted(self.stage_cache)]
+        # the event of a stage, looked up once per call: most often the head of the
+        # path (the stage just before this one), else a walk back (`_one`)
+        out = [f"_s{i} = path.ev if path is not None and path.stage == {i} else _one(path, {i})"
+               for i in sorted(self.stage_cache)]
         for path, var in self.fields.items():
             if self.context == "event":
                 src = f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
@@ -133,8 +136,7 @@ class ExprCompiler:
         if stage in self.bound:
             return self.bound[stage]
         self.stage_cache.add(stage)
-        v = f"_s{stage}"
-        return f"({v} if {v} is not _U else ({v} := _one(path, {stage})))"
+        return f"_s{stage}"
 
     # ------------------------------------------------------------ values
 
@@ -160,11 +162,54 @@ class ExprCompiler:
             return self._arith(e)
         return self._bool_value(e)
 
+    def _num(self, e: ast.Expr) -> tuple[str, str] | None:
+        """For an operand that is a number whenever it is not null, by construction:
+        (Python for its value when it is a number, a test that it is — "" when it
+        always is). The current event's `ts` and a stage event's `.ts` (times are
+        integers: cep/runtime/engine.py). None for anything else."""
+        if not isinstance(e, ast.Ref) or self.context != "event":
+            return None
+        r = ast.resolve_ref(e.path, self.stages, self.lets)
+        if r.kind == "special" and r.head == "ts":
+            return "ts", ""
+        if r.kind == "stage" and r.path == ("ts",) and "ts" not in self.lets:
+            ev = self._stage_event(self.stage_index[r.head])
+            if ev in self.bound.values():  # an element of a stage's events: never None
+                return f"{ev}.ts", ""
+            if _IDENT.match(ev):
+                return f"{ev}.ts", f"{ev} is not None"
+        return None
+
+    def _operand(self, e: ast.Expr) -> tuple[str, str, str]:
+        """(value when a number, the test that it is — "" when it always is, the value
+        for the total helper) of an arithmetic operand; the test assigns what the
+        other two read, so it is evaluated first."""
+        if _is_num_lit(e):
+            v = self.value(e)
+            return v, "", v
+        num = self._num(e)
+        if num is not None:
+            return num[0], num[1], self.value(e)
+        t = self._fresh()
+        return t, f"({t} := {self.value(e)}).__class__ in _NUM", t
+
     def _arith(self, e: ast.Binary) -> str:
         """Numbers take an inline fast path; anything else (null, strings, mismatches,
         division by zero) goes through the total helper."""
         fn = _ARITH_FN[e.op]
         op = e.op
+        if self._num(e.left) is not None or self._num(e.right) is not None:
+            (lf, lg, lv), (rf, rg, rv) = self._operand(e.left), self._operand(e.right)
+            tests = [f"({g})" for g in (lg, rg) if g]
+            if op in ("/", "%") and not (_is_num_lit(e.right) and e.right.value):  # type: ignore[union-attr]
+                tests = [f"({' & '.join(tests)})" if tests else "", rf]
+                tests = [t for t in tests if t]
+                guard = " and ".join(tests)
+            else:
+                guard = " & ".join(tests)
+            if not guard:
+                return f"({lf} {op} {rf})"
+            return f"({lf} {op} {rf} if {guard} else {fn}({lv}, {rv}))"
         lv, rv = self.value(e.left), self.value(e.right)
         if _is_num_lit(e.left) and _is_num_lit(e.right):
             return f"{fn}({lv}, {rv})"

@@ -29,7 +29,7 @@ from typing import Any
 from cep.compiler import codegen
 from cep.compiler.codegen import ExprCompiler, SourceBuilder
 from cep.compiler.nfa import Action, ConditionTable, NfaProgram, compile_nfa
-from cep.compiler.stepgen import generate_steps
+from cep.compiler.stepgen import generate_feed
 from cep.dsl import ast
 from cep.program import CompiledPattern, EmitPlan, FilterBlock, Kind, ScoreCall
 
@@ -192,16 +192,11 @@ def _add_conditions(b: _Build) -> tuple[list[bool], list[str]]:
 
 
 def _add_steps(b: _Build, cond_local: list[bool]) -> None:
-    """The NFA step, one function per state (stepgen.py), made by `bind_steps(Run,
-    Node)`: the runtime passes the classes the steps build."""
-    steps = generate_steps(b.program, tuple(cond_local))
-    inner = [(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
-              body, f"NFA step {fname}") for fname, body in steps]
-    names = {fname for fname, _ in steps}
-    per_state = "".join(f"{f'st{i}' if f'st{i}' in names else 'None'}, "
-                        for i in range(len(b.program.states)))
-    b.sb.add_factory("bind_steps", "Run, Node", inner, f"({per_state}), start",
-                     b.pattern.span.line)
+    """The NFA step (stepgen.py): `feed`, made by `bind_steps(Run, Node)` so that it
+    closes over the classes the runtime passes."""
+    inner = [("feed", "runs, ev, key, out, fin, start",
+              generate_feed(b.program, tuple(cond_local)), "NFA step")]
+    b.sb.add_factory("bind_steps", "Run, Node", inner, "feed", b.pattern.span.line)
 
 
 def _add_relevance(b: _Build) -> tuple[ast.Expr, ast.Expr, bool]:

@@ -1,19 +1,33 @@
-"""NFA program -> one generated Python function per state (the step of a partial match).
+"""NFA program -> one generated Python function that feeds an event to a key's
+partial matches (the NFA step).
 
 FlinkCEP's `computeNextStates` walks the decision graph of a state at run time: follow
 PROCEED edges whose condition holds, collect TAKE and IGNORE edges whose condition
 holds, then build the successors. The graph is static, so this module unfolds it at
-compile time, in the same (stack) order as the walk, into straight-line code:
+compile time, in the same (stack) order as the walk, into straight-line code, one
+block per state a partial match can rest in, all in one function:
 
-    def st5(run, ev, key, E, out, fin):
-        ...evaluate each condition at most once (event-local ones memoised in E)...
-        ...one boolean per reachable TAKE / IGNORE edge (its own and its PROCEED guards)...
-        ...a Stop reached discards every other successor of the run (completed matches
-        are kept, as in Flink's doProcess)...
-        ...append successors to `out`, completed matches to `fin`...
+    def feed(runs, ev, key, out, fin, start):
+        ...event-local conditions: one variable each, evaluated at most once per event...
+        for run in runs:
+            st = run.state
+            if st < 3:            # a binary search over the resting states
+                ...the block of state 1:
+                ...evaluate each condition at most once for this run...
+                ...one boolean per reachable TAKE / IGNORE edge (its own and its PROCEED
+                guards); a Stop reached discards every other successor of the run
+                (completed matches are kept, as in Flink's doProcess)...
+                ...append successors to `out`, completed matches to `fin`...
+            else:
+                ...
+        if start:
+            ...the block of the implicit start run: it only takes (a new partial match
+            begins at this event) and never ignores...
+        return <the start run added a partial match>
 
-`start(ev, key, E, out, fin)` is the step of the implicit start run: it only takes
-(a new partial match begins at this event) and never ignores.
+One function instead of one per state: no call and no dispatch through a table per
+partial match, and the event-local conditions are plain locals shared by every run
+and the start run (no per-event memo list).
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from cep.compiler.nfa import Action, NfaProgram
 from cep.program import Kind
 
 Lits = tuple[int, ...]
+BASE = "    "  # the indent of a block's own lines while it is written
 
 
 @dataclass(frozen=True)
@@ -71,25 +86,37 @@ class _Body:
     """Lines of one step function, with lazy, memoised condition variables."""
 
     def __init__(self, local: tuple[bool, ...], ctx: str) -> None:
-        self.local = local
+        self.local = local  # event-local: set at most once per event, before the runs
         self.ctx = ctx  # Python for the `path` conditions see ("None" for the start run)
         self.lines: list[str] = []
         self.used: set[int] = set()
+        # evaluated unconditionally earlier in this block (at the block's own indent)
+        self.ready: set[int] = set()
+        # per-run conditions first evaluated under an `if`: they need `x = None` first
+        self.lazy: set[int] = set()
+
+    def share(self, other: _Body) -> None:
+        """Write more lines of `other`'s block (same condition variables)."""
+        self.used, self.ready, self.lazy = other.used, other.ready, other.lazy
 
     def cond(self, idx: int, indent: str) -> str:
         """Make sure condition `idx` is evaluated (in this block); its variable."""
         v = f"x{idx}"
+        if idx in self.ready:
+            return v
         self.used.add(idx)
-        if self.local[idx]:
+        top = indent == BASE
+        if self.local[idx]:  # the feed's variable: maybe set by an earlier run already
             self.lines.append(f"{indent}if {v} is None:")
-            self.lines.append(f"{indent}    {v} = E[{idx}]")
-            self.lines.append(f"{indent}    if {v} is None:")
-            self.lines.append(
-                f"{indent}        {v} = E[{idx}] = c{idx}(d, ts, key, lets, None) is True"
-            )
+            self.lines.append(f"{indent}    {v} = c{idx}(d, ts, key, lets, None) is True")
+        elif top and idx not in self.lazy:
+            self.lines.append(f"{indent}{v} = c{idx}(d, ts, key, lets, {self.ctx}) is True")
         else:
+            self.lazy.add(idx)
             self.lines.append(f"{indent}if {v} is None:")
             self.lines.append(f"{indent}    {v} = c{idx}(d, ts, key, lets, {self.ctx}) is True")
+        if top:
+            self.ready.add(idx)
         return v
 
     def guard(self, flag: str, guard: tuple[Lits, ...], indent: str = "    ") -> None:
@@ -101,6 +128,10 @@ class _Body:
         if not lits:
             self.lines.append(f"{indent}{flag} = True")
             return
+        if len(lits) == 1:
+            v = self.cond(abs(lits[0]) - 1, indent)
+            self.lines.append(f"{indent}{flag} = {'' if lits[0] > 0 else 'not '}{v}")
+            return
         self.lines.append(f"{indent}{flag} = False")
         ind = indent
         for lit in lits:
@@ -110,42 +141,83 @@ class _Body:
         self.lines.append(f"{ind}{flag} = True")
 
     def prologue(self) -> list[str]:
-        return [f"x{i} = None" for i in sorted(self.used)]
+        """The per-run condition variables first set under an `if` (the event-local
+        ones are the feed's)."""
+        return [f"x{i} = None" for i in sorted(self.lazy)]
 
 
-def generate_steps(program: NfaProgram, local: tuple[bool, ...]) -> list[tuple[str, list[str]]]:
-    """(function name, body lines) for every state that a partial match can rest in,
-    plus `start` for the start run."""
+def resting_states(program: NfaProgram) -> list[int]:
+    """The states a partial match can rest in: those the start run (which only takes)
+    and then the partial matches reach by TAKE and IGNORE edges, other than Final and
+    Stop (a completed match is not a partial match; Stop discards)."""
+    def targets(state: int, start: bool) -> set[int]:
+        return {e.target for e in _unfold(program, state)
+                if not (start and e.action == Action.IGNORE)
+                and program.states[e.target].kind not in (Kind.FINAL, Kind.STOP)}
+
+    resting: set[int] = set()
+    todo = sorted(targets(program.start, True))
+    while todo:
+        s = todo.pop()
+        if s not in resting:
+            resting.add(s)
+            todo.extend(targets(s, False) - resting)
+    return sorted(resting)
+
+
+def generate_feed(program: NfaProgram, local: tuple[bool, ...]) -> list[str]:
+    """The body of `feed(runs, ev, key, out, fin, start)`: every run of `runs` takes
+    the block of its state, in order; then, if `start`, the start run. Returns
+    whether the start run added a partial match to `out`."""
     kinds = [s.kind for s in program.states]
     final = program.final
-    resting = {program.start}
-    for st in program.states:
-        for e in st.edges:
-            if e.action != Action.PROCEED:
-                resting.add(e.target)
-    funcs: list[tuple[str, list[str]]] = []
-    for idx in sorted(resting):
-        if kinds[idx] in (Kind.FINAL, Kind.STOP):
-            continue
-        funcs.append((f"st{idx}", _step_body(program, idx, local, kinds, final, start=False)))
-    funcs.append(("start", _step_body(program, program.start, local, kinds, final, start=True)))
-    return funcs
+    used: set[int] = set()
+    blocks: dict[int, list[str]] = {}
+    for idx in resting_states(program):
+        blocks[idx] = _step_body(program, idx, local, kinds, final, used, start=False)
+    start = _step_body(program, program.start, local, kinds, final, used, start=True)
+    lines = ["d = ev.data", "ts = ev.ts", "lets = ev.lets"]
+    lines += [f"x{i} = None" for i in sorted(used) if local[i]]
+    if blocks:
+        lines += ["for run in runs:"] + (["    st = run.state"] if len(blocks) > 1 else [])
+        lines += _dispatch(sorted(blocks), blocks, "    ")
+    lines += ["n = _len(out)", "if start:"]
+    lines += ["    " + ln for ln in start]
+    lines.append("return _len(out) > n")
+    return lines
+
+
+def _dispatch(states: list[int], blocks: dict[int, list[str]], indent: str) -> list[str]:
+    """The blocks of `states`, chosen by `st` with a binary search (a run rests only
+    in a state with a block)."""
+    if len(states) == 1:
+        return [indent + ln for ln in blocks[states[0]]]
+    mid = len(states) // 2
+    return [f"{indent}if st < {states[mid]}:",
+            *_dispatch(states[:mid], blocks, indent + "    "),
+            f"{indent}else:",
+            *_dispatch(states[mid:], blocks, indent + "    ")]
 
 
 def _step_body(
     program: NfaProgram, state: int, local: tuple[bool, ...], kinds: list[Kind], final: int,
-    *, start: bool,
+    used: set[int], *, start: bool,
 ) -> list[str]:
-    """The body of the step of a run resting in `state` (or of the start run)."""
-    w = _StepWriter(program, local, kinds, final, start)
+    """The block of a run resting in `state` (or of the start run); adds the
+    conditions it reads to `used`."""
+    w = _StepWriter(program, state, local, kinds, final, start)
     edges = [e for e in _unfold(program, state) if not (start and e.action == Action.IGNORE)]
     stops, takes, ignores = w.classify(edges)
     if stops:
         w.body.append(f"    stop = {' or '.join(stops)}")
+    for _, e in takes:
+        stage = program.states[e.src].stage
+        w.node_uses[stage] = w.node_uses.get(stage, 0) + 1
     for flag, e in takes:
         w.take(flag, e, bool(stops))
     if ignores:
         w.ignore(ignores, bool(stops))
+    used |= w.b.used
     return w.assemble()
 
 
@@ -153,9 +225,10 @@ class _StepWriter:
     """Writes one step function: edge flags, then successors per TAKE edge (sharing
     one `Node` per stage), then per IGNORE edge (reusing the run object once)."""
 
-    def __init__(self, program: NfaProgram, local: tuple[bool, ...], kinds: list[Kind],
-                 final: int, start: bool) -> None:
+    def __init__(self, program: NfaProgram, state: int, local: tuple[bool, ...],
+                 kinds: list[Kind], final: int, start: bool) -> None:
         self.program = program
+        self.state = state
         self.local = local
         self.kinds = kinds
         self.final = final
@@ -163,6 +236,7 @@ class _StepWriter:
         self.b = _Body(local, "None" if start else "path")
         self.body = self.b.lines
         self.nodes: dict[int, str] = {}
+        self.node_uses: dict[int, int] = {}  # TAKE edges per stage (each may build its Node)
         # what a new successor inherits: from this event (start run) or from the run
         self.start_ts, self.start_seq = ("ts", "ev.seq") if start else ("run.start_ts",
                                                                            "run.start_seq")
@@ -198,11 +272,15 @@ class _StepWriter:
         stage = self.program.states[e.src].stage
         node = self.nodes.get(stage)
         body.append(f"    if {flag}:")
-        if node is None:
-            node = self.nodes[stage] = f"nd{stage}"
-            body.insert(0, f"    {node} = None")
-        body.append(f"        if {node} is None:")
-        body.append(f"            {node} = Node({stage}, ev, {self.prev})")
+        if self.node_uses[stage] == 1:  # the only edge that takes the event as `stage`
+            node = f"nd{stage}"
+            body.append(f"        {node} = Node({stage}, ev, {self.prev})")
+        else:  # one Node per stage, shared by the successors of this run
+            if node is None:
+                node = self.nodes[stage] = f"nd{stage}"
+                body.insert(0, f"    {node} = None")
+            body.append(f"        if {node} is None:")
+            body.append(f"            {node} = Node({stage}, ev, {self.prev})")
         if self.kinds[e.target] == Kind.FINAL:
             body.append(f"        fin.append({self._run(self.final, node)})")
             return
@@ -217,7 +295,7 @@ class _StepWriter:
             for k, g in enumerate(guards):
                 gf = f"g{e.target}_{k}"
                 b2 = _Body(self.local, "None" if self.start else "path")
-                b2.used = self.b.used
+                b2.share(self.b)
                 b2.guard(gf, g, "        ")
                 body.extend(b2.lines)
                 ors.append(gf)
@@ -225,8 +303,12 @@ class _StepWriter:
             body.append(f"            fin.append({self._run(self.final, node)})")
 
     def ignore(self, ignores: list[tuple[str, _Edge]], stops: bool) -> None:
+        """The run itself is the first successor by an IGNORE edge (the event is not
+        taken: same path, start and time), copies are the others."""
         body = self.body
-        body.append("    reused = False")
+        several = sum(self.kinds[e.target] != Kind.FINAL for _, e in ignores) > 1
+        if several:
+            body.append("    reused = False")
         for flag, e in ignores:
             if self.kinds[e.target] == Kind.FINAL:
                 body.append(f"    if {flag}:")
@@ -237,6 +319,12 @@ class _StepWriter:
                 continue
             cond = f"{flag} and not stop" if stops else flag
             body.append(f"    if {cond}:")
+            reuse = ["out.append(run)"]
+            if e.target != self.state:
+                reuse.insert(0, f"run.state = {e.target}")
+            if not several:
+                body.extend(f"        {ln}" for ln in reuse)
+                continue
             body.append("        if reused:")
             body.append(
                 f"            out.append(Run({e.target}, path, run.start_ts, run.start_seq, "
@@ -244,14 +332,11 @@ class _StepWriter:
             )
             body.append("        else:")
             body.append("            reused = True")
-            body.append(f"            run.state = {e.target}")
-            body.append("            out.append(run)")
+            body.extend(f"            {ln}" for ln in reuse)
 
     def assemble(self) -> list[str]:
         """Setup, condition variables and node slots first, then the body."""
-        setup = ["d = ev.data", "ts = ev.ts", "lets = ev.lets"]
-        if not self.start:
-            setup.append("path = run.path")
+        setup = [] if self.start else ["path = run.path"]
         pro = [f"    {x}" for x in self.b.prologue()]
         node_inits = [ln for ln in self.body if ln.startswith("    nd") and ln.endswith("= None")]
         rest = [ln for ln in self.body if ln not in node_inits]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cep.program import CompiledPattern, Kind, Step
+from cep.program import CompiledPattern, Feed, Kind
 
 INF = float("inf")
 FINAL = int(Kind.FINAL)
@@ -90,10 +90,6 @@ class KeyState:
 Output = tuple[str, Run, int]
 
 
-def _no_step(run: Any, ev: Any, key: Any, E: list[Any], out: list[Any], fin: list[Any]) -> None:
-    raise AssertionError(f"a partial match rests in state {run.state}, which has no step")
-
-
 class Matcher:
     """Runs one compiled pattern's NFA for any number of keys."""
 
@@ -106,12 +102,10 @@ class Matcher:
         self.kind = tuple(int(s.kind) for s in prog.states)
         self.stage = tuple(s.stage for s in prog.states)
         self.expiry = prog.expiry
-        self.ncond = len(plan.conds)
-        # the generated steps, closed over the classes they build; a run never rests in
-        # a state without one (final and stop states)
-        steps, self.start_step = plan.bind_steps(Run, Node)
-        self.steps: tuple[Step, ...] = tuple(s or _no_step for s in steps)
+        # the generated step, closed over the classes it builds
+        self.feed: Feed = plan.bind_steps(Run, Node)
         self.skip = plan.skip_kind
+        self.skip_none = self.skip == "none"
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None
         # Runs expire only by the pattern window: a run's deadline is start_ts + window,
@@ -130,27 +124,23 @@ class Matcher:
 
     def process(self, ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
         """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess. Each run takes
-        the generated step of its state (cep/compiler/stepgen.py). `start=False`: the
+        the generated block of its state (cep/compiler/stepgen.py). `start=False`: the
         event may extend partial matches but not begin one (a replaced version)."""
-        E: list[Any] = [None] * self.ncond
-        key = ks.key
         new_runs: list[Run] = []
         potential: list[Run] = []
-        steps = self.steps
         try:
-            for run in ks.runs:
-                steps[run.state](run, ev, key, E, new_runs, potential)
-            if start:
-                n = len(new_runs)
-                self.start_step(ev, key, E, new_runs, potential)
-                if len(new_runs) > n and self.queue is not None:
-                    self.queue.append((ev.ts + self.window, ks))
+            started = self.feed(ks.runs, ev, ks.key, new_runs, potential, start)
         except Exception as exc:  # generated code is total; this is a bug guard
             self.on_error(self.plan.module.error(exc, self.plan.name))
             return
         ks.runs = new_runs
-        ks.deadline = self._deadline(ks)
-        if self.skip == "none":
+        if self.window_only:  # runs in start order: the first expires first
+            if started and self.queue is not None:
+                self.queue.append((ev.ts + self.window, ks))
+            ks.deadline = new_runs[0].start_ts + self.window if new_runs else INF
+        else:
+            ks.deadline = self.next_deadline(ks) if new_runs else INF
+        if self.skip_none:
             if potential:
                 if len(potential) > 1:
                     potential.sort(key=_match_order)
