@@ -32,6 +32,7 @@ and the start run (no per-event memo list).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cep.compiler.nfa import Action, NfaProgram
@@ -39,6 +40,28 @@ from cep.program import Kind
 
 Lits = tuple[int, ...]
 BASE = "    "  # the indent of a block's own lines while it is written
+
+
+@dataclass(frozen=True)
+class Inline:
+    """A condition written into the feed instead of called (pipeline.py decides which).
+    `src` holds iff the condition is TRUE; it reads the field variables `fields`
+    (read once per event, before the runs) and the stage events `_s<i>` of `stages`
+    (looked up once per run, at the top of its block)."""
+
+    src: str
+    fields: frozenset[str]
+    stages: frozenset[int]
+    line: int  # the pattern line of the condition, for errors
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    """The body of `feed` and where its lines come from: `marks[i]` is the condition
+    whose inline code line i is (-1: the NFA step itself)."""
+
+    lines: list[str]
+    marks: list[int]
 
 
 @dataclass(frozen=True)
@@ -85,15 +108,24 @@ def _final_guards(program: NfaProgram, state: int) -> list[tuple[Lits, ...]]:
 class _Body:
     """Lines of one step function, with lazy, memoised condition variables."""
 
-    def __init__(self, local: tuple[bool, ...], ctx: str) -> None:
+    def __init__(self, local: tuple[bool, ...], ctx: str, inline: dict[int, Inline]) -> None:
         self.local = local  # event-local: set at most once per event, before the runs
         self.ctx = ctx  # Python for the `path` conditions see ("None" for the start run)
+        self.inline = inline
         self.lines: list[str] = []
         self.used: set[int] = set()
         # evaluated unconditionally earlier in this block (at the block's own indent)
         self.ready: set[int] = set()
         # per-run conditions first evaluated under an `if`: they need `x = None` first
         self.lazy: set[int] = set()
+
+    def test(self, idx: int) -> str:
+        """Python for `condition idx holds` (a call, or its inline code, marked)."""
+        il = self.inline.get(idx)
+        if il is None:
+            ctx = "None" if self.local[idx] else self.ctx
+            return f"c{idx}(d, ts, key, lets, {ctx}) is True"
+        return f"({il.src}) is True  # c{idx}"
 
     def share(self, other: _Body) -> None:
         """Write more lines of `other`'s block (same condition variables)."""
@@ -108,13 +140,13 @@ class _Body:
         top = indent == BASE
         if self.local[idx]:  # the feed's variable: maybe set by an earlier run already
             self.lines.append(f"{indent}if {v} is None:")
-            self.lines.append(f"{indent}    {v} = c{idx}(d, ts, key, lets, None) is True")
+            self.lines.append(f"{indent}    {v} = {self.test(idx)}")
         elif top and idx not in self.lazy:
-            self.lines.append(f"{indent}{v} = c{idx}(d, ts, key, lets, {self.ctx}) is True")
+            self.lines.append(f"{indent}{v} = {self.test(idx)}")
         else:
             self.lazy.add(idx)
             self.lines.append(f"{indent}if {v} is None:")
-            self.lines.append(f"{indent}    {v} = c{idx}(d, ts, key, lets, {self.ctx}) is True")
+            self.lines.append(f"{indent}    {v} = {self.test(idx)}")
         if top:
             self.ready.add(idx)
         return v
@@ -141,9 +173,14 @@ class _Body:
         self.lines.append(f"{ind}{flag} = True")
 
     def prologue(self) -> list[str]:
-        """The per-run condition variables first set under an `if` (the event-local
-        ones are the feed's)."""
-        return [f"x{i} = None" for i in sorted(self.lazy)]
+        """The stage events the block's inline conditions read, and the per-run
+        condition variables first set under an `if` (the event-local ones are the
+        feed's)."""
+        stages = sorted({s for i in self.used if i in self.inline for s in self.inline[i].stages})
+        ctx = self.ctx
+        out = [f"_s{s} = {ctx}.ev if {ctx} is not None and {ctx}.stage == {s} "
+               f"else _one({ctx}, {s})" if ctx != "None" else f"_s{s} = None" for s in stages]
+        return out + [f"x{i} = None" for i in sorted(self.lazy)]
 
 
 def resting_states(program: NfaProgram) -> list[int]:
@@ -165,26 +202,62 @@ def resting_states(program: NfaProgram) -> list[int]:
     return sorted(resting)
 
 
-def generate_feed(program: NfaProgram, local: tuple[bool, ...]) -> list[str]:
+@dataclass(frozen=True)
+class _Gen:
+    """What every block of one feed is written from."""
+
+    program: NfaProgram
+    local: tuple[bool, ...]
+    inline: dict[int, Inline]
+    kinds: tuple[Kind, ...]
+
+
+def generate_feed(program: NfaProgram, local: tuple[bool, ...],
+                  inline: dict[int, Inline] | None = None,
+                  field_reads: dict[str, str] | None = None) -> FeedSource:
     """The body of `feed(runs, ev, key, out, fin, start)`: every run of `runs` takes
     the block of its state, in order; then, if `start`, the start run. Returns
-    whether the start run added a partial match to `out`."""
-    kinds = [s.kind for s in program.states]
-    final = program.final
+    whether the start run added a partial match to `out`. `inline`: the conditions
+    written in place (else called); `field_reads`: Python for each field variable
+    they read."""
+    gen = _Gen(program, local, inline or {}, tuple(s.kind for s in program.states))
+    reads = field_reads or {}
     used: set[int] = set()
     blocks: dict[int, list[str]] = {}
     for idx in resting_states(program):
-        blocks[idx] = _step_body(program, idx, local, kinds, final, used, start=False)
-    start = _step_body(program, program.start, local, kinds, final, used, start=True)
+        blocks[idx] = _step_body(gen, idx, used, start=False)
+    start_used: set[int] = set()
+    start = _step_body(gen, program.start, start_used, start=True)
+
+    def fields(conds: set[int]) -> set[str]:
+        return {f for i in conds if i in gen.inline for f in gen.inline[i].fields}
+
+    # the fields the start run may read, then (when there are runs) the others
+    first = fields(start_used)
+    later = fields(used) - first
     lines = ["d = ev.data", "ts = ev.ts", "lets = ev.lets"]
-    lines += [f"x{i} = None" for i in sorted(used) if local[i]]
+    lines += [f"{v} = {reads[v]}" for v in sorted(first, key=_var_order)]
+    lines += [f"x{i} = None" for i in sorted(used | start_used) if local[i]]
     if blocks:
+        if later:
+            lines += ["if runs:"]
+            lines += [f"    {v} = {reads[v]}" for v in sorted(later, key=_var_order)]
         lines += ["for run in runs:"] + (["    st = run.state"] if len(blocks) > 1 else [])
         lines += _dispatch(sorted(blocks), blocks, "    ")
     lines += ["n = _len(out)", "if start:"]
     lines += ["    " + ln for ln in start]
     lines.append("return _len(out) > n")
-    return lines
+    marks = []
+    for i, ln in enumerate(lines):
+        m = re.search(r"  # c([0-9]+)$", ln)
+        marks.append(int(m.group(1)) if m else -1)
+        if m:
+            lines[i] = ln[:m.start()]
+    return FeedSource(lines, marks)
+
+
+def _var_order(v: str) -> int:
+    return int(v[1:])  # v0, v1, ... in the order the compiler made them
 
 
 def _dispatch(states: list[int], blocks: dict[int, list[str]], indent: str) -> list[str]:
@@ -199,19 +272,17 @@ def _dispatch(states: list[int], blocks: dict[int, list[str]], indent: str) -> l
             *_dispatch(states[mid:], blocks, indent + "    ")]
 
 
-def _step_body(
-    program: NfaProgram, state: int, local: tuple[bool, ...], kinds: list[Kind], final: int,
-    used: set[int], *, start: bool,
-) -> list[str]:
+def _step_body(gen: _Gen, state: int, used: set[int], *, start: bool) -> list[str]:
     """The block of a run resting in `state` (or of the start run); adds the
     conditions it reads to `used`."""
-    w = _StepWriter(program, state, local, kinds, final, start)
-    edges = [e for e in _unfold(program, state) if not (start and e.action == Action.IGNORE)]
+    w = _StepWriter(gen, state, start)
+    edges = [e for e in _unfold(gen.program, state)
+             if not (start and e.action == Action.IGNORE)]
     stops, takes, ignores = w.classify(edges)
     if stops:
         w.body.append(f"    stop = {' or '.join(stops)}")
     for _, e in takes:
-        stage = program.states[e.src].stage
+        stage = gen.program.states[e.src].stage
         w.node_uses[stage] = w.node_uses.get(stage, 0) + 1
     for flag, e in takes:
         w.take(flag, e, bool(stops))
@@ -225,15 +296,14 @@ class _StepWriter:
     """Writes one step function: edge flags, then successors per TAKE edge (sharing
     one `Node` per stage), then per IGNORE edge (reusing the run object once)."""
 
-    def __init__(self, program: NfaProgram, state: int, local: tuple[bool, ...],
-                 kinds: list[Kind], final: int, start: bool) -> None:
-        self.program = program
+    def __init__(self, gen: _Gen, state: int, start: bool) -> None:
+        self.gen = gen
+        self.program = gen.program
         self.state = state
-        self.local = local
-        self.kinds = kinds
-        self.final = final
+        self.kinds = gen.kinds
+        self.final = gen.program.final
         self.start = start
-        self.b = _Body(local, "None" if start else "path")
+        self.b = _Body(gen.local, "None" if start else "path", gen.inline)
         self.body = self.b.lines
         self.nodes: dict[int, str] = {}
         self.node_uses: dict[int, int] = {}  # TAKE edges per stage (each may build its Node)
@@ -294,7 +364,7 @@ class _StepWriter:
             ors = []
             for k, g in enumerate(guards):
                 gf = f"g{e.target}_{k}"
-                b2 = _Body(self.local, "None" if self.start else "path")
+                b2 = _Body(self.gen.local, "None" if self.start else "path", self.gen.inline)
                 b2.share(self.b)
                 b2.guard(gf, g, "        ")
                 body.extend(b2.lines)
@@ -336,7 +406,12 @@ class _StepWriter:
 
     def assemble(self) -> list[str]:
         """Setup, condition variables and node slots first, then the body."""
-        setup = [] if self.start else ["path = run.path"]
+        if self.start:  # conditions see no partial match (`path` holds the last run's)
+            inl = self.gen.inline
+            setup = ["path = None"] if any(
+                i in inl and "path" in inl[i].src for i in self.b.used) else []
+        else:
+            setup = ["path = run.path"]
         pro = [f"    {x}" for x in self.b.prologue()]
         node_inits = [ln for ln in self.body if ln.startswith("    nd") and ln.endswith("= None")]
         rest = [ln for ln in self.body if ln not in node_inits]

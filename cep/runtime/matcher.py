@@ -117,38 +117,66 @@ class Matcher:
         # complete): with no held matches either, expiry just deletes
         self.quiet = not self.handle_timeouts and PENDING not in self.kind
         # window_only: (start_ts + window, key state) per event that started a run, in
-        # time order (the runtime's timer queue; see PatternRuntime.drain)
-        self.queue: Any = None
+        # time order (the runtime's timer queue; see PatternRuntime.drain); setting it
+        # makes `process` again
+        self._queue: Any = None
+        self.process: Callable[..., None] = self._make_process()
 
     # ------------------------------------------------------------ one event
 
-    def process(self, ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
-        """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess. Each run takes
-        the generated block of its state (cep/compiler/stepgen.py). `start=False`: the
-        event may extend partial matches but not begin one (a replaced version)."""
-        new_runs: list[Run] = []
-        potential: list[Run] = []
-        try:
-            started = self.feed(ks.runs, ev, ks.key, new_runs, potential, start)
-        except Exception as exc:  # generated code is total; this is a bug guard
-            self.on_error(self.plan.module.error(exc, self.plan.name))
-            return
-        ks.runs = new_runs
-        if self.window_only:  # runs in start order: the first expires first
-            if started and self.queue is not None:
-                self.queue.append((ev.ts + self.window, ks))
-            ks.deadline = new_runs[0].start_ts + self.window if new_runs else INF
-        else:
-            ks.deadline = self.next_deadline(ks) if new_runs else INF
-        if self.skip_none:
-            if potential:
-                if len(potential) > 1:
-                    potential.sort(key=_match_order)
-                for r in potential:
-                    out.append(("match", r, r.time))
-            return
-        if potential or ks.held:
-            self._release(ks, potential, out)
+    @property
+    def queue(self) -> Any:
+        return self._queue
+
+    @queue.setter
+    def queue(self, q: Any) -> None:
+        self._queue = q
+        self.process = self._make_process()
+
+    def _make_process(self) -> Callable[..., None]:
+        """`process(ks, ev, out, start=True)`: feed one event (after `advance(ks,
+        ev.ts)`): Flink's doProcess. Each run takes the generated block of its state
+        (cep/compiler/stepgen.py). `start=False`: the event may extend partial matches
+        but not begin one (a replaced version).
+
+        A closure made for this pattern's case (window-only or not, skip strategy,
+        queue): one call per event and no attribute lookups on the way."""
+        feed = self.feed
+        on_error = self.on_error
+        plan = self.plan
+        release = self._release
+        queue = self._queue
+        window = self.window
+        next_deadline = self.next_deadline
+        window_only = self.window_only
+        skip_none = self.skip_none
+
+        def process(ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
+            new_runs: list[Run] = []
+            potential: list[Run] = []
+            try:
+                started = feed(ks.runs, ev, ks.key, new_runs, potential, start)
+            except Exception as exc:  # generated code is total; this is a bug guard
+                on_error(plan.module.error(exc, plan.name))
+                return
+            ks.runs = new_runs
+            if window_only:  # runs in start order: the first expires first
+                if started and queue is not None:
+                    queue.append((ev.ts + window, ks))
+                ks.deadline = new_runs[0].start_ts + window if new_runs else INF
+            else:
+                ks.deadline = next_deadline(ks) if new_runs else INF
+            if skip_none:
+                if potential:
+                    if len(potential) > 1:
+                        potential.sort(key=_match_order)
+                    for r in potential:
+                        out.append(("match", r, r.time))
+                return
+            if potential or ks.held:
+                release(ks, potential, out)
+
+        return process
 
     # ------------------------------------------------------------ time
 
