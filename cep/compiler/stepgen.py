@@ -284,12 +284,27 @@ def _step_body(gen: _Gen, state: int, used: set[int], *, start: bool) -> list[st
     for _, e in takes:
         stage = gen.program.states[e.src].stage
         w.node_uses[stage] = w.node_uses.get(stage, 0) + 1
+    # a run with one way forward and nothing else holding it becomes its successor
+    # (no new Run): one TAKE edge, no Stop, no immediate completion behind it, and
+    # (checked per event) no IGNORE edge taken
+    moves = (not start and not stops and len(takes) == 1
+             and (gen.kinds[takes[0][1].target] == Kind.FINAL
+                  or not _final_guards(gen.program, takes[0][1].target)))
     for flag, e in takes:
-        w.take(flag, e, bool(stops))
+        # IGNORE edges whose guard is the TAKE edge's negated cannot hold with it
+        excl = [f for f, i in ignores if not _exclusive(e.guard, i.guard)]
+        w.take(flag, e, bool(stops), excl if moves else None)
     if ignores:
         w.ignore(ignores, bool(stops))
     used |= w.b.used
     return w.assemble()
+
+
+def _exclusive(a: tuple[Lits, ...], b: tuple[Lits, ...]) -> bool:
+    """Guards that cannot both hold: one literal each, one the other's negation."""
+    la = [lit for conj in a for lit in conj]
+    lb = [lit for conj in b for lit in conj]
+    return len(la) == 1 and len(lb) == 1 and la[0] == -lb[0] != 0
 
 
 class _StepWriter:
@@ -337,7 +352,9 @@ class _StepWriter:
     def _run(self, state: int | str, node: str) -> str:
         return f"Run({state}, {node}, {self.start_ts}, {self.start_seq}, ts, {self.n})"
 
-    def take(self, flag: str, e: _Edge, stops: bool) -> None:
+    def take(self, flag: str, e: _Edge, stops: bool, moves: list[str] | None = None) -> None:
+        """The successor by a TAKE edge. `moves`: the run object itself becomes it
+        unless one of these (IGNORE) flags holds."""
         body = self.body
         stage = self.program.states[e.src].stage
         node = self.nodes.get(stage)
@@ -351,7 +368,22 @@ class _StepWriter:
                 body.insert(0, f"    {node} = None")
             body.append(f"        if {node} is None:")
             body.append(f"            {node} = Node({stage}, ev, {self.prev})")
-        if self.kinds[e.target] == Kind.FINAL:
+        to_final = self.kinds[e.target] == Kind.FINAL
+        if moves is not None:
+            dest = "fin" if to_final else "out"
+            move = [f"run.state = {self.final if to_final else e.target}",
+                    f"run.path = {node}", "run.time = ts", "run.n += 1",
+                    f"{dest}.append(run)"]
+            if not moves:
+                body.extend(f"        {ln}" for ln in move)
+                return
+            body.append(f"        if not ({' or '.join(moves)}):  # the run moves on")
+            body.extend(f"            {ln}" for ln in move)
+            body.append("        else:")
+            body.append(
+                f"            {dest}.append({self._run(self.final if to_final else e.target, node)})")
+            return
+        if to_final:
             body.append(f"        fin.append({self._run(self.final, node)})")
             return
         inner = "        "
