@@ -184,11 +184,12 @@ def negate(a: Any) -> Any:
 
 
 def stage_events(node: Any, stage: int) -> list[Any]:
-    """Events a partial match took under `stage`, oldest first."""
+    """Events a partial match took under `stage`, oldest first (a path node is its
+    event: cep/runtime/matcher.py)."""
     out = []
     while node is not None:
         if node.stage == stage:
-            out.append(node.ev)
+            out.append(node)
         node = node.prev
     out.reverse()
     return out
@@ -197,7 +198,7 @@ def stage_events(node: Any, stage: int) -> list[Any]:
 def stage_last(node: Any, stage: int) -> Any:
     while node is not None:
         if node.stage == stage:
-            return node.ev
+            return node
         node = node.prev
     return None
 

@@ -178,7 +178,7 @@ class _Body:
         feed's)."""
         stages = sorted({s for i in self.used if i in self.inline for s in self.inline[i].stages})
         ctx = self.ctx
-        out = [f"_s{s} = {ctx}.ev if {ctx} is not None and {ctx}.stage == {s} "
+        out = [f"_s{s} = {ctx} if {ctx} is not None and {ctx}.stage == {s} "
                f"else _one({ctx}, {s})" if ctx != "None" else f"_s{s} = None" for s in stages]
         return out + [f"x{i} = None" for i in sorted(self.lazy)]
 

@@ -40,15 +40,26 @@ class Ev:
         self.pos = pos
 
 
-class Node:
-    """A taken event in a partial match: (stage, event) -> previous node."""
+class Node(Ev):
+    """A taken event in a partial match: (stage, event) -> previous node. The node is
+    the event too (its fields copied from the `Ev` it takes, which is then free to
+    go): one object per taken event instead of two, and conditions read an earlier
+    stage's event one pointer closer. `ev` is the node itself."""
 
-    __slots__ = ("ev", "prev", "stage")
+    __slots__ = ("prev", "stage")
 
     def __init__(self, stage: int, ev: Ev, prev: Node | None) -> None:
         self.stage = stage
-        self.ev = ev
         self.prev = prev
+        self.ts = ev.ts
+        self.seq = ev.seq
+        self.data = ev.data
+        self.lets = ev.lets
+        self.pos = ev.pos
+
+    @property
+    def ev(self) -> Ev:
+        return self
 
 
 class Run:
@@ -68,6 +79,9 @@ class Run:
         self.n = n
 
 
+NO_HELD: tuple[()] = ()
+
+
 class KeyState:
     """Everything one key holds for one pattern. Exists only while it has runs, held
     matches, buffered events or a pending timer."""
@@ -77,7 +91,9 @@ class KeyState:
     def __init__(self, key: Any) -> None:
         self.key = key
         self.runs: list[Run] = []
-        self.held: list[Run] = []
+        # completed matches held back by the skip strategy; most keys never hold one,
+        # so an empty key shares one empty tuple instead of owning a list (56 bytes)
+        self.held: list[Run] | tuple[()] = NO_HELD
         self.nbuf = 0
         self.deadline = INF  # the earliest time a run of this key can expire
         self.scheduled = INF  # the earliest timer queued for this key
@@ -276,10 +292,14 @@ class Matcher:
 
     def _release(self, ks: KeyState, potential: list[Run], out: list[Output]) -> None:
         """Flink's processMatchesAccordingToSkipStrategy."""
-        held = ks.held
+        held: list[Run] = ks.held if isinstance(ks.held, list) else []
         if potential:
             held.extend(potential)
             held.sort(key=_match_order)
+        if not held:
+            ks.held = NO_HELD
+            ks.deadline = self._deadline(ks)
+            return
         runs = ks.runs
         earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
         while held:
@@ -294,6 +314,7 @@ class Matcher:
                 held[:] = [h for h in held if not _pruned(h, pid, strict)]
                 earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
             out.append(("match", m, m.time))
+        ks.held = held if held else NO_HELD
         # pruning may have removed the runs that determined the key's next deadline
         ks.deadline = self._deadline(ks)
 
@@ -305,7 +326,7 @@ class Matcher:
         if skip == "past_last":
             best: tuple[int, int] | None = None
             while node is not None:
-                i = (node.ev.ts, node.ev.seq)
+                i = (node.ts, node.seq)
                 if best is None or i > best:
                     best = i
                 node = node.prev
@@ -316,7 +337,7 @@ class Matcher:
         found: tuple[int, int] | None = None
         while node is not None:
             if node.stage == target:
-                i = (node.ev.ts, node.ev.seq)
+                i = (node.ts, node.seq)
                 if skip == "to_last":
                     return i  # walking backwards: the first hit is the last event
                 found = i
@@ -340,7 +361,7 @@ def match_events(plan: CompiledPattern, run: Run) -> dict[str, list[Ev]]:
     per: dict[int, list[Ev]] = {}
     node = run.path
     while node is not None:
-        per.setdefault(node.stage, []).append(node.ev)
+        per.setdefault(node.stage, []).append(node)
         node = node.prev
     names = plan.nfa.stage_names
     return {names[i]: per[i][::-1] for i in sorted(per)}
