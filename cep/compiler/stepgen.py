@@ -371,7 +371,8 @@ class _StepWriter:
         to_final = self.kinds[e.target] == Kind.FINAL
         if moves is not None:
             dest = "fin" if to_final else "out"
-            move = [f"run.state = {self.final if to_final else e.target}",
+            target = self.final if to_final else e.target
+            move = [f"run.state = {target}",
                     f"run.path = {node}", "run.time = ts", "run.n += 1",
                     f"{dest}.append(run)"]
             if not moves:
@@ -380,8 +381,7 @@ class _StepWriter:
             body.append(f"        if not ({' or '.join(moves)}):  # the run moves on")
             body.extend(f"            {ln}" for ln in move)
             body.append("        else:")
-            body.append(
-                f"            {dest}.append({self._run(self.final if to_final else e.target, node)})")
+            body.append(f"            {dest}.append({self._run(target, node)})")
             return
         if to_final:
             body.append(f"        fin.append({self._run(self.final, node)})")
