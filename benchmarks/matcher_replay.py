@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,9 @@ def record(plan: Any, batches: list[list[Any]]) -> list[tuple[Any, ...]]:
     return calls
 
 
-def replay(plan: Any, calls: list[tuple[Any, ...]]) -> tuple[float, int]:
-    """One pass: CPU seconds and outputs (matches and timeouts)."""
+def replay(plan: Any, calls: list[tuple[Any, ...]]) -> tuple[float, Counter[str]]:
+    """One pass: CPU seconds and the outputs per kind ("match", "timeout"; a match is
+    an alert only when the pattern has an `emit` clause)."""
     m = Matcher(plan, lambda exc: None)
     m.queue = deque()
     states: dict[Any, KeyState] = {}
@@ -70,7 +71,7 @@ def replay(plan: Any, calls: list[tuple[Any, ...]]) -> tuple[float, int]:
     for ks in states.values():
         if ks.deadline < INF:
             m.advance(ks, INF, out)
-    return time.process_time() - c0, len(out)
+    return time.process_time() - c0, Counter(o[0] for o in out)
 
 
 def main() -> None:
@@ -87,12 +88,14 @@ def main() -> None:
     tune_gc()
     calls = record(plan, batches)
     times = []
-    outs = 0
+    outs: Counter[str] = Counter()
     for _ in range(args.reps):
         t, outs = replay(plan, calls)
         times.append(t)
     times.sort()
-    print(f"{args.root} {args.pattern}: {len(calls):,} matcher calls, {outs} outputs, CPU min "
+    kinds = ", ".join(f"{n} {k}es" if k == "match" else f"{n} {k}s"
+                      for k, n in sorted(outs.items()))
+    print(f"{args.root} {args.pattern}: {len(calls):,} matcher calls ({kinds}), CPU min "
           f"{times[0]:.3f}s median {times[len(times) // 2]:.3f}s over {args.reps} passes "
           f"({1e6 * times[0] / len(calls):.2f} us/call, "
           f"{1e6 * times[0] / len(lines):.2f} us per input event)")
