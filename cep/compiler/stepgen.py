@@ -108,10 +108,12 @@ def _final_guards(program: NfaProgram, state: int) -> list[tuple[Lits, ...]]:
 class _Body:
     """Lines of one step function, with lazy, memoised condition variables."""
 
-    def __init__(self, local: tuple[bool, ...], ctx: str, inline: dict[int, Inline]) -> None:
+    def __init__(self, local: tuple[bool, ...], ctx: str, inline: dict[int, Inline],
+                 heads: frozenset[int] = frozenset()) -> None:
         self.local = local  # event-local: set at most once per event, before the runs
         self.ctx = ctx  # Python for the `path` conditions see ("None" for the start run)
         self.inline = inline
+        self.heads = heads  # the stages the head of `path` can have (path_heads)
         self.lines: list[str] = []
         self.used: set[int] = set()
         # evaluated unconditionally earlier in this block (at the block's own indent)
@@ -177,10 +179,19 @@ class _Body:
         condition variables first set under an `if` (the event-local ones are the
         feed's)."""
         stages = sorted({s for i in self.used if i in self.inline for s in self.inline[i].stages})
+        return [f"_s{s} = {self._stage_event(s)}" for s in stages] + [
+            f"x{i} = None" for i in sorted(self.lazy)]
+
+    def _stage_event(self, stage: int) -> str:
+        """Python for the last event of `stage` in `path` (a node is its event)."""
         ctx = self.ctx
-        out = [f"_s{s} = {ctx} if {ctx} is not None and {ctx}.stage == {s} "
-               f"else _one({ctx}, {s})" if ctx != "None" else f"_s{s} = None" for s in stages]
-        return out + [f"x{i} = None" for i in sorted(self.lazy)]
+        if ctx == "None":
+            return "None"
+        if self.heads == {stage}:  # always the newest event
+            return ctx
+        if stage not in self.heads:  # never the newest: walk back
+            return f"_one({ctx}, {stage})"
+        return f"{ctx} if {ctx} is not None and {ctx}.stage == {stage} else _one({ctx}, {stage})"
 
 
 def resting_states(program: NfaProgram) -> list[int]:
@@ -202,6 +213,27 @@ def resting_states(program: NfaProgram) -> list[int]:
     return sorted(resting)
 
 
+def path_heads(program: NfaProgram, resting: list[int]) -> dict[int, frozenset[int]]:
+    """Per resting state, the stages the newest event of a partial match resting there
+    can have been taken as: a TAKE edge leaves its source state's stage at the head
+    of the path, an IGNORE edge keeps the head it found."""
+    heads: dict[int, set[int]] = {s: set() for s in resting}
+    sources = [(program.start, True), *((s, False) for s in resting)]
+    changed = True
+    while changed:
+        changed = False
+        for src, start in sources:
+            for e in _unfold(program, src):
+                if e.target not in heads or (start and e.action == Action.IGNORE):
+                    continue
+                new = ({program.states[e.src].stage} if e.action == Action.TAKE
+                       else heads[src] if not start else set())
+                if not new <= heads[e.target]:
+                    heads[e.target] |= new
+                    changed = True
+    return {s: frozenset(h) for s, h in heads.items()}
+
+
 @dataclass(frozen=True)
 class _Gen:
     """What every block of one feed is written from."""
@@ -210,6 +242,7 @@ class _Gen:
     local: tuple[bool, ...]
     inline: dict[int, Inline]
     kinds: tuple[Kind, ...]
+    heads: dict[int, frozenset[int]]  # see path_heads
 
 
 def generate_feed(program: NfaProgram, local: tuple[bool, ...],
@@ -220,11 +253,13 @@ def generate_feed(program: NfaProgram, local: tuple[bool, ...],
     whether the start run added a partial match to `out`. `inline`: the conditions
     written in place (else called); `field_reads`: Python for each field variable
     they read."""
-    gen = _Gen(program, local, inline or {}, tuple(s.kind for s in program.states))
+    resting = resting_states(program)
+    gen = _Gen(program, local, inline or {}, tuple(s.kind for s in program.states),
+               path_heads(program, resting))
     reads = field_reads or {}
     used: set[int] = set()
     blocks: dict[int, list[str]] = {}
-    for idx in resting_states(program):
+    for idx in resting:
         blocks[idx] = _step_body(gen, idx, used, start=False)
     start_used: set[int] = set()
     start = _step_body(gen, program.start, start_used, start=True)
@@ -318,7 +353,8 @@ class _StepWriter:
         self.kinds = gen.kinds
         self.final = gen.program.final
         self.start = start
-        self.b = _Body(gen.local, "None" if start else "path", gen.inline)
+        self.heads = frozenset() if start else gen.heads[state]
+        self.b = _Body(gen.local, "None" if start else "path", gen.inline, self.heads)
         self.body = self.b.lines
         self.nodes: dict[int, str] = {}
         self.node_uses: dict[int, int] = {}  # TAKE edges per stage (each may build its Node)
@@ -396,7 +432,8 @@ class _StepWriter:
             ors = []
             for k, g in enumerate(guards):
                 gf = f"g{e.target}_{k}"
-                b2 = _Body(self.gen.local, "None" if self.start else "path", self.gen.inline)
+                b2 = _Body(self.gen.local, "None" if self.start else "path", self.gen.inline,
+                           self.heads)
                 b2.share(self.b)
                 b2.guard(gf, g, "        ")
                 body.extend(b2.lines)

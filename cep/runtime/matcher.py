@@ -137,6 +137,10 @@ class Matcher:
         # makes `process` again
         self._queue: Any = None
         self.process: Callable[..., None] = self._make_process()
+        # advance(ks, t, out): Flink's advanceTime: expire the runs whose windows
+        # passed by time `t`
+        self.advance: Callable[[KeyState, int | float, list[Output]], None] = (
+            self._advance_window if self.window_only else self._advance)
 
     # ------------------------------------------------------------ one event
 
@@ -196,12 +200,9 @@ class Matcher:
 
     # ------------------------------------------------------------ time
 
-    def advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
-        """Flink's advanceTime: expire runs whose windows passed by time `t`."""
+    def _advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
+        """`advance` in general."""
         if not ks.runs:
-            return
-        if self.window_only:
-            self._advance_window(ks, t, out)
             return
         window = self.window
         expiry = self.expiry
@@ -237,6 +238,8 @@ class Matcher:
         """`advance` when runs expire only by the pattern window: the expired runs are
         the prefix of the key's runs that started at or before t - window."""
         runs = ks.runs
+        if not runs:
+            return
         window = self.window
         limit = t - window
         if runs[0].start_ts > limit:
