@@ -171,12 +171,16 @@ class Matcher:
         window_only = self.window_only
         skip_none = self.skip_none
 
+        # completed matches of one event: one list, emptied after each event (what
+        # takes them copies them out)
+        potential: list[Run] = []
+
         def process(ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
             new_runs: list[Run] = []
-            potential: list[Run] = []
             try:
                 started = feed(ks.runs, ev, ks.key, new_runs, potential, start)
             except Exception as exc:  # generated code is total; this is a bug guard
+                potential.clear()
                 on_error(plan.module.error(exc, plan.name))
                 return
             ks.runs = new_runs
@@ -192,9 +196,11 @@ class Matcher:
                         potential.sort(key=_match_order)
                     for r in potential:
                         out.append(("match", r, r.time))
+                    potential.clear()
                 return
             if potential or ks.held:
                 release(ks, potential, out)
+                potential.clear()
 
         return process
 
