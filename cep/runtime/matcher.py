@@ -186,8 +186,13 @@ class Matcher:
             ks.runs = new_runs
             if window_only:  # runs in start order: the first expires first
                 if started and queue is not None:
-                    queue.append((ev.ts + window, ks))
-                ks.deadline = new_runs[0].start_ts + window if new_runs else INF
+                    d = ev.ts + window
+                    queue.append((d, ks))
+                    # the new run is the key's only one: its deadline is the key's (one
+                    # int object for the queue entry, the deadline and the timer)
+                    ks.deadline = d if len(new_runs) == 1 else new_runs[0].start_ts + window
+                else:
+                    ks.deadline = new_runs[0].start_ts + window if new_runs else INF
             else:
                 ks.deadline = next_deadline(ks) if new_runs else INF
             if skip_none:
