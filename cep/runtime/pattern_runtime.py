@@ -321,6 +321,12 @@ class PatternRuntime:
         seq = self.engine._seq
         settle = self._settle
         drain_from = self.drain_from
+        # `_settle` inline for a key within its run limit, when the queue holds the
+        # timers (no heap entry to push) and no key is evicted
+        inline = self.queue is not None and self.eviction is None
+        limit = self.engine.config.max_runs_per_key
+        dirty = self.dirty.add if self.engine._track_changes else None
+        release = self.states.pop
         outs: list[Output] = []
         for ts, _, arrival, ks, ev in items:
             ks.nbuf -= 1
@@ -332,7 +338,16 @@ class PatternRuntime:
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
                 outs = []
-            settle(ks)
+            if not inline or len(ks.runs) > limit:
+                settle(ks)
+                continue
+            if dirty is not None:
+                dirty(ks.key)
+            if ks.runs or ks.held or ks.nbuf:
+                if ks.deadline < ks.scheduled:
+                    ks.scheduled = ks.deadline  # the queue holds an entry at it
+            else:
+                release(ks.key, None)
         timers = self.timers
         pop = heapq.heappop
         queue = self.queue
