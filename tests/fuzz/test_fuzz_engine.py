@@ -171,10 +171,10 @@ def disorder_record(plan, alert) -> bytes:  # type: ignore[no-untyped-def]
     """An alert's record as bounded disorder must leave it. One exception, as in Flink
     (`NFA.advanceTime`): a partial match that has timed out both by its stage's
     `within` and by the pattern window is reported at the stage's deadline, and that
-    is known only once the key's time has passed it. A lagging watermark can advance
-    the key between the two deadlines first (window deadline reported), an in-order
-    one straight past both (stage deadline reported), so with both kinds of window a
-    timeout is compared without its time (docs/semantics.md, Time)."""
+    is known only once the key's time has passed it. Another watermark progression
+    can advance the key to a time between the two deadlines first (window deadline
+    reported) or straight past both (stage deadline reported), so with both kinds of
+    window a timeout is compared without its time (docs/semantics.md, Time)."""
     if not (plan.nfa.window > 0 and any(plan.nfa.expiry)) or alert.record["kind"] != "timeout":
         return record(alert)
     rec = {k: v for k, v in alert.record.items() if k not in ("detected_at", "time")}
