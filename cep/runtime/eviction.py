@@ -46,7 +46,14 @@ import orjson
 
 from cep.runtime.matcher import INF, KeyState
 from cep.runtime.pattern_runtime import timer_tie
-from cep.runtime.state_codec import decode_state, encode_state, parse_state_key
+from cep.runtime.state_codec import (
+    decode_state,
+    encode_state,
+    has_buffered,
+    in_memory_order,
+    parse_state_key,
+    stored_timer,
+)
 from cep.state.codec import (
     deadline_value,
     key_json,
@@ -61,7 +68,6 @@ from cep.state.store import StateStore
 if TYPE_CHECKING:
     from cep.runtime.pattern_runtime import PatternRuntime
 
-_BUF_EMPTY = b'"buf":[]'
 # the heap is compacted when it holds this many more timers than twice the keys in
 # memory (resident or spilled)
 HEAP_SLACK = 4096
@@ -89,29 +95,11 @@ def release_memory() -> None:
         _TRIM(0)
 
 
-def has_buffered(blob: bytes) -> bool:
-    """Does an encoded key state hold buffered events? (Without decoding it: the
-    encoder writes "runs" and "held", lists of numbers, before "buf", so the first
-    `"buf":` is the top-level one. Without one, another layout: assume it has, which
-    only costs memory: the key is loaded.)"""
-    at = blob.find(b'"buf":')
-    return at < 0 or blob[at:at + len(_BUF_EMPTY)] != _BUF_EMPTY
-
-
 def timer_at(ks: KeyState) -> float:
     """Where a key's timer stands: its `scheduled` time, which may be before its
     deadline (a timer is not moved when the deadline moves later) and orders the
     outputs of keys firing in the same watermark step; INF without a deadline."""
     return INF if ks.deadline == INF else min(ks.scheduled, ks.deadline)
-
-
-def stored_timer(blob: bytes) -> float:
-    """`timer_at` of an encoded key state."""
-    doc = orjson.loads(blob)
-    d, s = doc.get("deadline"), doc.get("scheduled")
-    if d is None:
-        return INF
-    return d if s is None else min(d, s)  # type: ignore[no-any-return]
 
 
 class Eviction:
@@ -252,16 +240,20 @@ class Eviction:
         get = rt.states.get
         spilled = self.spilled.get
         none: tuple[None, float] = (None, INF)
-        for key in rt.dirty:
+        waiting = buffered.get
+        for key in in_memory_order(rt.dirty, rt.states):
             ks = get(key)
             kj = key_json(key)
             if ks is not None:
-                puts[spfx + kj] = encode_state(ks, buffered.get(key, []))
-                d = timer_at(ks)
+                puts[spfx + kj] = encode_state(ks, waiting(key, ()))
+                d = ks.deadline
+                if d < INF:
+                    d = min(ks.scheduled, d)  # timer_at(ks)
+                    puts[tpfx + timer_time(d) + kj] = deadline_value(d)
             else:
                 puts[spfx + kj], d = spilled(key, none)
-            if d < INF:
-                puts[tpfx + timer_time(d) + kj] = deadline_value(d)
+                if d < INF:
+                    puts[tpfx + timer_time(d) + kj] = deadline_value(d)
         return set(rt.dirty)
 
     def checkpointed(self, keys: set[Any], scanned: int, index: int) -> int:

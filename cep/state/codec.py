@@ -37,7 +37,7 @@ def decode_key(obj: Any) -> Any:
 
 def key_json(key: Any) -> bytes:
     """A key as it ends a state or timer entry's store key."""
-    return orjson.dumps(encode_key(key))
+    return orjson.dumps(encode_key(key) if key.__class__ is tuple else key)
 
 
 def state_prefix(pattern: str, version: int) -> bytes:
@@ -53,6 +53,17 @@ def parse_state_key(k: bytes) -> tuple[str, int, Any]:
     rest = k[len(STATE_PREFIX):]
     name, version, key = rest.split(b"\x00", 2)
     return name.decode(), int(version), decode_key(orjson.loads(key))
+
+
+def state_key_at(k: bytes) -> int:
+    """Where the key JSON of a state entry starts (after `state_prefix(...)`)."""
+    return k.index(b"\x00", k.index(b"\x00", len(STATE_PREFIX)) + 1) + 1
+
+
+def parse_key(k: bytes, at: int) -> Any:
+    """The key of a store entry whose key JSON starts at `at`."""
+    obj = orjson.loads(k[at:])
+    return decode_key(obj) if obj.__class__ is dict else obj
 
 
 def timer_prefix(pattern: str, version: int) -> bytes:
