@@ -22,7 +22,7 @@ import orjson
 STATE_PREFIX = b"s\x00"
 META_PREFIX = b"m\x00"
 TIMER_PREFIX = b"t\x00"
-_BIAS = 2**63
+TIMER_BIAS = 2**63
 
 
 def encode_key(key: Any) -> Any:
@@ -73,7 +73,7 @@ def timer_prefix(pattern: str, version: int) -> bytes:
 
 def timer_time(deadline: float) -> bytes:
     """The 8 bytes that order timer entries: floor(deadline), biased, big endian."""
-    return (int(deadline // 1) + _BIAS).to_bytes(8, "big")
+    return (int(deadline // 1) + TIMER_BIAS).to_bytes(8, "big")
 
 
 def timer_key(prefix: bytes, deadline: float, key: Any) -> bytes:
@@ -90,5 +90,5 @@ def deadline_value(deadline: float) -> bytes:
 def parse_timer_key(prefix: bytes, k: bytes) -> tuple[int, Any]:
     """(floor of the deadline, key) of an entry under `prefix`."""
     at = len(prefix)
-    return (int.from_bytes(k[at:at + 8], "big") - _BIAS,
+    return (int.from_bytes(k[at:at + 8], "big") - TIMER_BIAS,
             decode_key(orjson.loads(k[at + 8:])))

@@ -22,6 +22,7 @@ import gc
 import os
 from collections.abc import Iterator, Mapping
 from itertools import count
+from operator import itemgetter
 from pathlib import Path
 
 from rocksdict import (
@@ -107,13 +108,14 @@ class RocksStore:
         # in key order: RocksDB inserts a sorted batch into its memtable several times
         # faster (300k keys of one checkpoint: 0.3 s instead of 2.9 s, the sort 0.3 s),
         # and a table file must be written in key order
-        keys = sorted(puts)
-        if len(keys) >= BULK_PUTS:
-            self._ingest(keys, puts)
+        # (sorting the items by their key: 2M entries 1.7 s, sorting the keys and then
+        # looking each up 3.5 s)
+        entries = sorted(puts.items(), key=itemgetter(0))
+        if len(entries) >= BULK_PUTS:
+            self._ingest(entries)
             return
         wb = WriteBatch(raw_mode=True)
-        for k in keys:
-            v = puts[k]
+        for k, v in entries:
             if v is None:
                 wb.delete(k)
             else:
@@ -123,14 +125,13 @@ class RocksStore:
         except Exception as exc:
             raise self._error("writing", exc) from exc
 
-    def _ingest(self, keys: list[bytes], puts: Mapping[bytes, bytes | None]) -> None:
+    def _ingest(self, entries: list[tuple[bytes, bytes | None]]) -> None:
         self._bulk.mkdir(exist_ok=True)
         f = self._bulk / f"{os.getpid()}-{next(_files)}.sst"
         try:
             w = SstFileWriter(options=self._opts)
             w.open(str(f))
-            for k in keys:
-                v = puts[k]
+            for k, v in entries:
                 if v is None:
                     del w[k]
                 else:
