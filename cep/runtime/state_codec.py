@@ -114,20 +114,29 @@ def decode_state(key: Any, blob: bytes) -> tuple[KeyState, list[tuple[int, Ev]]]
         raise ValueError(f"unknown state layout {str(doc)[:40]!r} for key {key!r}: "
                          "written by a newer cep?")
     _, _nbuf, d, s, runs, held, buf, evs, flat = doc
-    events = [_event(x) for x in evs]
-    nodes = [Node(flat[i], events[flat[i + 1]], None) for i in range(0, len(flat), 3)]
-    for j, i in enumerate(range(2, len(flat), 3)):
-        p = flat[i]
+    # plain loops, not comprehensions: most keys hold one or two of each, where a
+    # comprehension's own call costs more than its work
+    events = []
+    for ts, seq, data, lets, pos in evs:
+        events.append(Ev(ts, seq, data, lets, tuple(pos) if pos.__class__ is list else pos))
+    nodes = []
+    for i in range(0, len(flat), 3):
+        nodes.append(Node(flat[i], events[flat[i + 1]], None))
+    for j, node in enumerate(nodes):
+        p = flat[3 * j + 2]
         if p >= 0:
-            nodes[j].prev = nodes[p]
+            node.prev = nodes[p]
     ks = KeyState(key)
-    ks.runs = [Run(runs[i], nodes[runs[i + 1]] if runs[i + 1] >= 0 else None, runs[i + 2],
-                   runs[i + 3], runs[i + 4], runs[i + 5]) for i in range(0, len(runs), 6)]
-    ks.held = [Run(held[i], nodes[held[i + 1]] if held[i + 1] >= 0 else None, held[i + 2],
-                   held[i + 3], held[i + 4], held[i + 5]) for i in range(0, len(held), 6)]
+    for flat_runs, out in ((runs, ks.runs), (held, ks.held)):
+        for i in range(0, len(flat_runs), 6):
+            at = flat_runs[i + 1]
+            out.append(Run(flat_runs[i], nodes[at] if at >= 0 else None, flat_runs[i + 2],
+                           flat_runs[i + 3], flat_runs[i + 4], flat_runs[i + 5]))
     ks.deadline = INF if d is None else d
     ks.scheduled = INF if s is None else s
-    buffered = [(buf[i], events[buf[i + 1]]) for i in range(0, len(buf), 2)]
+    buffered: list[tuple[int, Ev]] = []
+    for i in range(0, len(buf), 2):
+        buffered.append((buf[i], events[buf[i + 1]]))
     ks.nbuf = len(buffered)
     return ks, buffered
 
