@@ -17,7 +17,13 @@ from cep.compiler.pipeline import compile_pattern
 from cep.dsl import load_file
 from cep.runtime.engine import Engine, EngineConfig
 from cep.runtime.matcher import INF, Ev, KeyState, Node, Run
-from cep.runtime.state_codec import decode_state, encode_state, has_buffered, stored_timer
+from cep.runtime.state_codec import (
+    _encode_walk,
+    decode_state,
+    encode_state,
+    has_buffered,
+    stored_timer,
+)
 from cep.state.codec import STATE_PREFIX
 from cep.state.rocks import RocksStore
 from cep.state.store import MemoryStore, StateStore
@@ -89,6 +95,20 @@ def test_layout2_without_deadline_or_buffered_events() -> None:
     got, buf = decode_state("k", blob)
     assert (got.deadline, got.scheduled, buf) == (INF, INF, [])
     assert not has_buffered(blob) and stored_timer(blob) == INF
+
+
+@pytest.mark.parametrize("data", [{"a": 1, "s": "x"}, {"big": 2**70}])
+def test_the_one_event_shortcut_writes_the_bytes_of_the_general_encoder(
+        data: dict[str, Any]) -> None:
+    ks = KeyState("k")
+    ks.runs = [Run(3, Node(1, Ev(5, 9, data, {"l": 2}, ("p", 1)), None), 5, 9, 6, 1)]
+    ks.deadline, ks.scheduled = 100, 90
+    blob = encode_state(ks, [])
+    assert blob == _encode_walk(ks, [])
+    got, _ = decode_state("k", blob)
+    assert _runs(got.runs) == _runs(ks.runs) == [
+        (3, 5, 9, 6, 1, [(1, 9, {"big": 2.0**70} if "big" in data else data)])]
+    assert got.runs[0].path.ev.pos == ("p", 1) and got.runs[0].path.ev.lets == {"l": 2}
 
 
 def test_an_unknown_layout_is_an_error_not_an_empty_state() -> None:
