@@ -28,6 +28,9 @@ def test_a_bulk_batch_overwrites_deletes_and_survives_a_reopen(tmp_path: Path) -
     store.write_batch({b"c": None, b"d": b"4", b"f": b"5"})
     assert list(store.items()) == [(b"a", b"11"), (b"d", b"4"), (b"f", b"5")]
     assert list((tmp_path / "db" / "bulk").iterdir()) == []  # nothing left behind
+    store.write_batch({b"d": None, b"x": None, b"y": None})  # deletes only, ingested
+    assert list(store.items()) == [(b"a", b"11"), (b"f", b"5")]
+    store.write_batch({b"d": b"4"})
     store.close()
     store = RocksStore(tmp_path / "db")
     assert list(store.items()) == [(b"a", b"11"), (b"d", b"4"), (b"f", b"5")]
