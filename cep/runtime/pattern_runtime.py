@@ -7,10 +7,12 @@ the runtime reaches them (tests/test_layering.py).
 from __future__ import annotations
 
 import heapq
-from collections import Counter, deque
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from cep.program import CompiledPattern
@@ -53,6 +55,9 @@ class ScoreRequest:
     n: int
 
 
+_time = itemgetter(0)
+
+
 def timer_tie(key: Any) -> str:
     return key if key.__class__ is str else repr(key)
 
@@ -72,8 +77,8 @@ class PatternRuntime:
         # that starts a run appends (its time + window, key state) to this queue, which
         # is therefore in time order; a key fires at the entry equal to its `scheduled`
         # time, as it would from the heap (see drain)
-        self.queue: deque[tuple[float, KeyState]] | None = (
-            deque() if self.matcher.window_only else None)
+        self.queue: list[tuple[float, KeyState]] | None = (
+            [] if self.matcher.window_only else None)
         self.matcher.queue = self.queue
         self.queue_sorted = True  # restored keys append out of order (load_key)
         self.stats: Counter[str] = Counter()
@@ -86,6 +91,7 @@ class PatternRuntime:
         # this batch's relevant events, already in (time, arrival) order: merged with the
         # heap in drain(), so most events never enter the heap at all
         self.fresh: list[tuple[Any, ...]] = []
+        self.fresh_sorted = True  # else drain sorts it (ticks merged in)
         # keys beyond a resident bound go to the state store (cep/runtime/eviction.py)
         self.eviction: Eviction | None = None
 
@@ -162,44 +168,58 @@ class PatternRuntime:
 
     def admit(self, staged: Staged, scores: list[list[Any]]) -> None:
         """Step 3: with the scores of step 2 (one list per request), buffer the
-        relevant events."""
+        relevant events: one `fresh` entry (time, order-by, arrival, key state, event)
+        each, in the order they came (drain sorts the batch once, see `drain`)."""
         plan = self.plan
         ds, tss, pos, cands = staged.ds, staged.tss, staged.pos, staged.cands
         ticks = staged.ticks
-        if not plan.let_names:
-            selected = [(i, ks, None) for i, ks in cands if ks is not None]
-        else:
+        if plan.let_names:  # may add ticks: before the ticks get their arrival numbers
             selected = self._with_lets(ds, tss, cands, staged.horizon, scores, ticks)
         if ticks:  # merged into this batch's events in (time, order-by, arrival) order
             self._ticks(ds, tss, ticks)
-        if not selected:
-            return
         arrival = self.engine._arrival
         order_by = plan.order_by
-        fresh = self.fresh
-        for i, ks, lets in selected:
-            ts = tss[i]
-            d = ds[i]
-            ob = tuple(sortable(path_get(d, p)) for p in order_by) if order_by else ()
-            ks.nbuf += 1
-            fresh.append((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
-        if order_by or ticks:
-            fresh.sort(key=lambda x: (x[0], x[1], x[2]))
-        if self.engine._track_changes:
-            self.dirty.update(x[3].key for x in fresh)
-        self.stats["buffered"] += len(selected)
+        add = self.fresh.append
+        n = 0
+        if plan.let_names:
+            for i, ks, lets in selected:
+                ts = tss[i]
+                d = ds[i]
+                ob = tuple(sortable(path_get(d, p)) for p in order_by) if order_by else ()
+                ks.nbuf += 1
+                add((ts, ob, next(arrival), ks, Ev(ts, 0, d, lets, pos[i])))
+            n = len(selected)
+            self.fresh_sorted = False  # (order-by ties; no ticks)
+        elif order_by:
+            for i, ks in cands:
+                if ks is not None:
+                    d = ds[i]
+                    ob = tuple(sortable(path_get(d, p)) for p in order_by)
+                    ks.nbuf += 1
+                    add((tss[i], ob, next(arrival), ks, Ev(tss[i], 0, d, None, pos[i])))
+                    n += 1
+            self.fresh_sorted = False  # sorted already; checked once in drain
+        else:  # the common case
+            for i, ks in cands:
+                if ks is not None:
+                    ks.nbuf += 1
+                    ts = tss[i]
+                    add((ts, (), next(arrival), ks, Ev(ts, 0, ds[i], None, pos[i])))
+                    n += 1
+        if n:
+            self.stats["buffered"] += n
 
     def _ticks(self, ds: list[Any], tss: list[int], ticks: list[tuple[int, KeyState]]) -> None:
         """Skipped events of keys with state, as time marks (no event object): drain
         advances the key's time to them, as Flink does before every timestamp."""
         order_by = self.plan.order_by
         arrival = self.engine._arrival
-        fresh = self.fresh
+        add = self.fresh.append
         for i, ks in ticks:
             ob = tuple(sortable(path_get(ds[i], p)) for p in order_by) if order_by else ()
             ks.nbuf += 1
-            fresh.append((tss[i], ob, next(arrival), ks, None))
-        fresh.sort(key=lambda x: (x[0], x[1], x[2]))
+            add((tss[i], ob, next(arrival), ks, None))
+        self.fresh_sorted = False
 
     def _prefilter_each(
         self, ds: list[Any], tss: list[int], horizon: float, get: Any, create: Any,
@@ -294,43 +314,45 @@ class PatternRuntime:
         key with a deadline at or before the watermark is advanced to the watermark
         itself, so all of its partial matches that have timed out by then are collected
         before the skip strategy prunes anything (docs/semantics.md, Time)."""
-        heap = self.heap
-        timers = self.timers
-        fresh = self.fresh
-        self.fresh = []
-        nf = len(fresh)
-        fi = 0
+        items = self._due(watermark)
         m = self.matcher
+        advance = m.advance
+        process = m.process
         seq = self.engine._seq
-        pop = heapq.heappop
         settle = self._settle
+        drain_from = self.drain_from
+        # `_settle` inline for a key within its run limit, when the queue holds the
+        # timers (no heap entry to push) and no key is evicted
+        inline = self.queue is not None and self.eviction is None
+        limit = self.engine.config.max_runs_per_key
+        dirty = self.dirty.add if self.engine._track_changes else None
+        release = self.states.pop
         outs: list[Output] = []
-        while True:
-            tf = fresh[fi][0] if fi < nf and fresh[fi][0] <= watermark else INF
-            te = heap[0][0] if heap and heap[0][0] <= watermark else INF
-            if tf == INF and te == INF:
-                break
-            # older buffered events first on equal (time, order-by): they arrived first
-            if te < tf or (te == tf and heap[0][:2] <= fresh[fi][:2]):
-                ts, _, arrival, ks, ev = pop(heap)
-            else:
-                ts, _, arrival, ks, ev = fresh[fi]
-                fi += 1
+        for ts, _, arrival, ks, ev in items:
             ks.nbuf -= 1
             if ks.deadline <= ts:
-                m.advance(ks, ts, outs)
+                advance(ks, ts, outs)
             if ev is not None:  # None: a skipped event's time (see ingest)
                 ev.seq = next(seq)
-                m.process(ks, ev, outs, arrival < self.drain_from)
+                process(ks, ev, outs, arrival < drain_from)
             if outs:
                 out.extend((self, ks.key, o) for o in outs)
                 outs = []
-            settle(ks)
-        for item in fresh[fi:]:  # not due yet: wait in the heap
-            heapq.heappush(heap, item)
+            if not inline or len(ks.runs) > limit:
+                settle(ks)
+                continue
+            if dirty is not None:
+                dirty(ks.key)
+            if ks.runs or ks.held or ks.nbuf:
+                if ks.deadline < ks.scheduled:
+                    ks.scheduled = ks.deadline  # the queue holds an entry at it
+            else:
+                release(ks.key, None)
+        timers = self.timers
+        pop = heapq.heappop
         queue = self.queue
         if queue is not None:
-            if queue and queue[0][0] <= watermark:
+            if queue and (queue[0][0] <= watermark or not self.queue_sorted):
                 self._fire_queue(queue, watermark, out)
             return
         get: Any = self.states.get
@@ -344,6 +366,36 @@ class PatternRuntime:
                 continue  # superseded by a later schedule, or the key is gone
             self._fire(ks, watermark, out)
 
+    def _due(self, watermark: float) -> list[tuple[Any, ...]]:
+        """This batch's buffered entries and the heap's up to the watermark, in (time,
+        order-by, arrival) order; this batch's later ones go to the heap. Arrival
+        numbers are unique, so entries compare on those three alone; on equal time and
+        order-by the heap's (older) entries come first, as they arrived first."""
+        fresh = self.fresh
+        self.fresh = []
+        if not self.fresh_sorted:
+            fresh.sort()
+            self.fresh_sorted = True
+        heap = self.heap
+        if fresh and fresh[-1][0] > watermark:  # not due yet: wait in the heap
+            cut = bisect_right(fresh, watermark, key=_time)
+            dirty = self.dirty if self.engine._track_changes else None
+            for item in fresh[cut:]:
+                heapq.heappush(heap, item)
+                if dirty is not None:
+                    dirty.add(item[3].key)
+            del fresh[cut:]
+        if heap and heap[0][0] <= watermark:
+            pop = heapq.heappop
+            due = []
+            while heap and heap[0][0] <= watermark:
+                due.append(pop(heap))
+            if fresh:
+                due += fresh
+                due.sort()  # two sorted runs: one merge
+            return due
+        return fresh
+
     def _fire(self, ks: KeyState, watermark: float,
               out: list[tuple[PatternRuntime, Any, Output]]) -> None:
         """A key's timer: advance it to the watermark, report, settle."""
@@ -354,18 +406,21 @@ class PatternRuntime:
             out.extend((self, ks.key, o) for o in outs)
         self._settle(ks)
 
-    def _fire_queue(self, queue: deque[tuple[float, KeyState]], watermark: float,
+    def _fire_queue(self, queue: list[tuple[float, KeyState]], watermark: float,
                     out: list[tuple[PatternRuntime, Any, Output]]) -> None:
-        """The timers of a window-only pattern: the due entries of the queue, each
-        key once at its `scheduled` time, in the heap's order (time, then key)."""
+        """The timers of a window-only pattern: the due entries of the queue (a prefix,
+        found by bisection and cut in one step), each key once at its `scheduled`
+        time, in the heap's order (time, then key)."""
         if not self.queue_sorted:
-            ordered = sorted(queue, key=lambda e: e[0])
-            queue.clear()
-            queue.extend(ordered)
+            queue.sort(key=_time)
             self.queue_sorted = True
+        n_due = bisect_right(queue, watermark, key=_time)
+        if not n_due:
+            return
+        entries = queue[:n_due]
+        del queue[:n_due]
         states = self.states
         due = []
-        pop = queue.popleft
         m = self.matcher
         # an expiry that cannot report anything just deletes, in any order (keys are
         # independent; only outputs have an order): no `on timeout emit`, no Pending
@@ -375,8 +430,7 @@ class PatternRuntime:
         limit = watermark - window
         max_runs = self.engine.config.max_runs_per_key
         dirty = self.dirty if self.engine._track_changes else None
-        while queue and queue[0][0] <= watermark:
-            d, ks = pop()
+        for d, ks in entries:
             if ks.scheduled != d or states.get(ks.key) is not ks:
                 continue  # superseded, or the key is gone
             runs = ks.runs
@@ -448,6 +502,7 @@ class PatternRuntime:
             self.queue.clear()
         self.dirty.clear()
         self.fresh.clear()
+        self.fresh_sorted = True
         if self.eviction is not None:
             self.eviction.clear()
 

@@ -4,14 +4,20 @@ Each pattern that has a `FilterBlock` (cep/program.py: no `let` values, no `orde
 gets a block in one generated loop over the batch, in load order:
 
 - every field any block tests is read once per event, at the top of the loop;
-- a pattern's event-local test (`any`, over those values) decides first whether the
-  event can matter to it; only then is its key read and normalised (once per event for
-  all patterns with the same key) and its key state looked up;
+- a key is read and normalised once per event for all patterns with the same key: at
+  the top of the loop when one of them needs the key of every event (it is not
+  skip-safe, or it has windows, so that a skipped event may be a tick), else only
+  once the event passes an `any` test;
+- per pattern, an event without a key costs only its tests; the key state is looked
+  up when the pattern's own prefilter looks it up (with eviction a lookup may load
+  the key back), and a pattern's event-local test (`any`) decides whether the event
+  is a candidate;
 - the outcome per pattern is exactly what its own `prefilter` would give
   (cep/compiler/pipeline.py): the same candidates, `missing_key` candidates and
   ticks, in the same order, with one exception that changes no output: a tick (a
   skipped event of a key with state, which only advances the key's time) is left out
-  when it provably expires nothing (below).
+  when it provably expires nothing (below). The tests are evaluated as the pattern's
+  own prefilter evaluates them, so type mismatches are met as it meets them.
 
 A pattern that is not skip-safe (its `any` is "True") needs every event of a key with
 state, so its block looks the key up for every keyed event, as before.
@@ -72,7 +78,8 @@ class SharedFilter:
         fields: dict[tuple[str, ...], str] = {}
         keys: dict[tuple[tuple[str, ...], ...], str] = {}
         ns: dict[str, Any] = {}
-        blocks: list[str] = []
+        # (runtime, key variable, start, any, the tests read the key)
+        tests: list[tuple[PatternRuntime, str, str, str, bool]] = []
         uses: set[str] = set()
         for j, rt in enumerate(self.runtimes):
             plan = rt.plan
@@ -96,11 +103,20 @@ class SharedFilter:
                 return _PLACEHOLDER.sub(one, text)
 
             start, anyt = sub(block.start), sub(block.any)
-            reads = {name for name in ("ts", "key", "lets")
-                     if re.search(rf"\b{name}\b", start + anyt)}
+            reads = {name for name in ("key", "lets") if re.search(rf"\b{name}\b", start + anyt)}
             uses |= reads
             kv = keys.setdefault(plan.key_paths, f"k{len(keys)}")
-            blocks.extend(self._block(j, rt, kv, start, anyt, "key" in reads))
+            tests.append((rt, kv, start, anyt, "key" in reads))
+        # a key group is read at the top of the loop when some pattern of it needs the
+        # key of every event (not skip-safe, or timed: its skipped events may be ticks,
+        # or its tests read the key), else only once an event passes a pattern's `any`
+        # (`_NOTREAD` until then)
+        eager = {t[1] for t in tests if t[3] == "True" or t[0].plan.timed or t[4]}
+        self.key_vars = keys
+        self.eager = eager
+        blocks: list[str] = []
+        for j, (rt, kv, start, anyt, reads_key) in enumerate(tests):
+            blocks.extend(self._block(j, rt, kv, start, anyt, kv in eager, reads_key))
         head = ["def shared_filter(ds, tss, horizon, G, C, O, U, T, FL):"]
         n = len(self.runtimes)
         for name, src in (("g", "G"), ("c", "C"), ("fl", "FL")):
@@ -109,18 +125,17 @@ class SharedFilter:
         for name, src in (("o", "O"), ("u", "U"), ("t", "T")):
             for j in range(n):
                 head.append(f"    {name}{j} = {src}[{j}].append")
-        head += ["    i = -1", "    for d in ds:", "        i += 1"]
-        if "ts" in uses:
-            head.append("        ts = tss[i]")
+        head += ["    _str = _STR", "    i = -1", "    for d in ds:", "        i += 1",
+                 "        ts = tss[i]"]
         if "lets" in uses:
             head.append("        lets = None")
-        if "key" in uses:
-            head.append("        key = None")
         head += [f"        {var} = {_read(path)}" for path, var in fields.items()]
-        head += [f"        {var} = _NOTREAD" for var in keys.values()]
-        self.key_vars = keys
+        for paths, kv in keys.items():
+            head += ["        " + ln for ln in (self._read_key(paths, kv) if kv in eager
+                                                 else [f"{kv} = _NOTREAD"])]
         source = "\n".join(head + ["        " + ln for ln in blocks]) + "\n"
         source = "\n".join(self._key_funcs()) + "\n\n" + source
+        ns["_STR"] = str
         return source, ns
 
     def _key_funcs(self) -> list[str]:
@@ -128,7 +143,7 @@ class SharedFilter:
         out: list[str] = []
         for paths, var in self.key_vars.items():
             if len(paths) == 1:
-                continue  # read in place (`_block`)
+                continue  # read in place (`_read_key`)
             out.append(f"def _key{var[1:]}(d):")
             if not paths:
                 out.append("    return ()")
@@ -138,54 +153,70 @@ class SharedFilter:
             out.append("")
         return out
 
+    @staticmethod
+    def _read_key(paths: tuple[tuple[str, ...], ...], kv: str) -> list[str]:
+        """Lines that set `kv` to the event's normalised key (None: it has none)."""
+        if len(paths) != 1:
+            return [f"{kv} = _key{kv[1:]}(d)"]
+        return [f"{kv} = {_read(paths[0])}",  # inline: the common case
+                f"if {kv} is not None and {kv}.__class__ is not _str:",
+                f"    {kv} = _nkey({kv})"]
+
     def _block(self, j: int, rt: PatternRuntime, kv: str, start: str, anyt: str,
-               key_in_tests: bool) -> list[str]:
-        """Lines of pattern j's block (indented inside the loop)."""
+               eager: bool, reads_key: bool) -> list[str]:
+        """Lines of pattern j's block (indented inside the loop). The same tests as
+        the pattern's own prefilter, evaluated in the same order for every event
+        (type mismatches are counted as it counts them), the key state looked up as
+        it looks it up (with eviction, a lookup may load the key back)."""
         plan = rt.plan
         block = plan.filter_block
         assert block is not None
-        paths = plan.key_paths
-        key = [f"if {kv} is _NOTREAD:"]
-        if len(paths) == 1:  # inline: the common case
-            key += [f"    {kv} = {_read(paths[0])}",
-                    f"    if {kv} is not None and {kv}.__class__ is not _str:",
-                    f"        {kv} = _nkey({kv})"]
-        else:
-            key.append(f"    {kv} = _key{kv[1:]}(d)")
-        if key_in_tests:
-            key.append(f"key = {kv}")
+        lines = [f"# {plan.name} v{plan.version}"]
+        if not eager:  # untimed and skip-safe: nothing happens unless `any` holds
+            lines += [f"if {kv} is _NOTREAD:"]
+            lines += ["    " + ln for ln in self._read_key(plan.key_paths, kv)]
+        if reads_key:  # (its key group is eager)
+            lines.append(f"key = {kv}")
         # a key without state: the start test when the event is due now, else (it may
         # yet be preceded by one that starts a match) the broader `any`, which holds here
-        create_if = "tss[i] > horizon" if start != "True" else "True"
+        create_if = "ts > horizon" if start != "True" else "True"
         if start != "True":
             create_if += f" or {start}"
         keyed = [
-            f"    ks = g{j}({kv})",
-            "    if ks is None:",
-            f"        if {create_if}:",
-            f"            o{j}((i, c{j}({kv})))",
-            "    else:",
-            f"        o{j}((i, ks))",
+            "if ks is None:",
+            f"    if {create_if}:",
+            f"        o{j}((i, c{j}({kv})))",
+            "else:",
+            f"    o{j}((i, ks))",
         ]
-        unkeyed = [f"if {kv} is None:", f"    if {start}:", f"        u{j}(d)", "else:"]
-        lines = [f"# {plan.name} v{plan.version}"]
         if anyt == "True":  # not skip-safe: every event of a key with state
-            return lines + key + unkeyed + keyed
-        body = key + unkeyed + keyed
-        if key_in_tests:  # the tests read the key: compute it first
-            lines += key
-            body = unkeyed + keyed
-        lines.append(f"if {anyt}:")
-        lines += ["    " + ln for ln in body]
-        if plan.timed:
-            tick = "ks is not None"
-            if block.window_only:
-                tick += f" and (ks.deadline <= tss[i] or tss[i] >= fl{j})"
-            lines += ["else:"]
-            lines += ["    " + ln for ln in ([] if key_in_tests else key)]
-            lines += [f"    if {kv} is not None:", f"        ks = g{j}({kv})",
-                      f"        if {tick}:", f"            t{j}((i, ks))"]
-        return lines
+            return lines + [f"if {kv} is None:", f"    if {start}:", f"        u{j}(d)",
+                            "else:", f"    ks = g{j}({kv})"] + ["    " + ln for ln in keyed]
+        if not plan.timed:  # no ticks: no lookup unless `any` holds
+            if not eager:
+                lines = lines[:1] + [f"if {anyt}:"] + ["    " + ln for ln in lines[1:]]
+                ind = "    "
+            else:
+                lines.append(f"if {anyt}:")
+                ind = "    "
+            return lines + [ind + ln for ln in [
+                f"if {kv} is None:", f"    if {start}:", f"        u{j}(d)",
+                "else:", f"    ks = g{j}({kv})"] + ["    " + ln for ln in keyed]]
+        # timed and skip-safe: an event failing `any` for a key with state is a tick
+        tick = "ks is not None"
+        if block.window_only:
+            tick += f" and (ks.deadline <= ts or ts >= fl{j})"
+        return lines + [
+            f"if {kv} is None:",
+            f"    if {anyt} and {start}:",
+            f"        u{j}(d)",
+            "else:",
+            f"    ks = g{j}({kv})",
+            f"    if {anyt}:",
+        ] + ["        " + ln for ln in keyed] + [
+            f"    elif {tick}:",
+            f"        t{j}((i, ks))",
+        ]
 
 
 def run_shared(shared: SharedFilter, ds: list[Any], tss: list[int], horizon: float,

@@ -173,3 +173,101 @@ def test_type_mismatches_are_counted_as_each_pattern_counts_them_alone() -> None
     assert per_pattern[0] == per_pattern[1]
     assert per_pattern[0]["small"] >= 6 and per_pattern[0].get("other", 0) == 0
     assert global_counts[0] == global_counts[1] == sum(per_pattern[0].values())
+
+
+UNTIMED = """
+pattern lazy { key user match x where t == "x" then y where t == "y" emit {} }
+pattern lazy2 { key user match y where t == "y" and v > 1 then z where t == "z" emit {} }
+"""
+
+
+def _mixed_events(n: int, seed: int) -> list[dict[str, Any]]:
+    """Events of every kind the example patterns read, with odd values: missing,
+    null, numeric and boolean keys, fields of the wrong type."""
+    import random
+
+    rnd = random.Random(seed)
+    kinds = ["purchase", "login", "transfer", "password_change", "add_to_cart", "checkout",
+             "payment", "order_created", "payment_received", "x", "y", "z", 7, None]
+    keys: list[Any] = ["a", "b", "c", 1, 1.0, 2.5, True, None, [1], {"k": 1}]
+    evs = []
+    ts = 1_000
+    for _ in range(n):
+        ts += rnd.choice([0, 1, 500, 20_000, 400_000])
+        d: dict[str, Any] = {"ts": ts, "type": rnd.choice(kinds), "t": rnd.choice("xyz")}
+        for f in ("card_id", "user_id", "session_id", "order_id", "user", "card"):
+            if rnd.random() < 0.6:
+                d[f] = rnd.choice(keys)
+        d["amount"] = rnd.choice([0.5, 1, 3, 1500, "cheap", None])
+        d["v"] = rnd.choice([0, 2, "2"])
+        d["channel"] = rnd.choice(["pos", "online", None])
+        d["status"] = rnd.choice(["declined", "approved", 1])
+        d["new_device"] = rnd.choice([True, False, 1])
+        d["new_beneficiary"] = rnd.choice([True, False])
+        evs.append(d)
+    return evs
+
+
+def test_the_shared_pass_hands_each_pattern_what_its_own_prefilter_hands_it() -> None:
+    """Batch by batch, per pattern: the same candidates (event and key), the same
+    events that cannot be keyed, and the same ticks except those that expire nothing
+    (a tick the shared pass leaves out is one the pattern's own prefilter would give
+    for a key whose runs all end after the tick)."""
+    from cep.runtime import engine as engine_mod
+    from cep.runtime.pattern_runtime import PatternRuntime
+
+    plans = compile_paths(EXAMPLES) + _compile(KEYED) + _compile(UNTIMED)
+    events = _mixed_events(3_000, 11)
+    seen: dict[str, list[Any]] = {"shared": [], "alone": []}
+    real_run_shared = engine_mod.run_shared
+    real_stage = PatternRuntime.stage
+
+    def key_of(x: Any) -> Any:
+        return None if x is None else x.key
+
+    def run_shared(shared: Any, ds: list[Any], tss: list[int], horizon: float,
+                   unkeyed: list[Any]) -> Any:
+        unk: list[Any] = []
+        per = real_run_shared(shared, ds, tss, horizon, unk)
+        unkeyed.extend(unk)
+        for rt, (cands, ticks) in zip(shared.runtimes, per, strict=True):
+            seen["shared"].append((rt.name, [(i, key_of(k)) for i, k in cands],
+                                   [(i, k.key, k.deadline, tss[i]) for i, k in ticks]))
+        seen["shared"].append(("unkeyed", [id(d) for d in unk]))
+        return per
+
+    def stage(self: PatternRuntime, ds: list[Any], tss: list[int], pos: list[Any],
+              horizon: float, unkeyed: list[Any]) -> Any:
+        unk: list[Any] = []
+        st = real_stage(self, ds, tss, pos, horizon, unk)
+        unkeyed.extend(unk)
+        seen["alone"].append((self.name, [(i, key_of(k)) for i, k in st.cands],
+                              [(i, k.key, k.deadline, tss[i]) for i, k in st.ticks], unk))
+        return st
+
+    engine_mod.run_shared = run_shared  # type: ignore[assignment]
+    PatternRuntime.stage = stage  # type: ignore[method-assign]
+    try:
+        outs = []
+        for ps, batch in ((plans, 97), (_alone(plans), 97)):
+            eng = Engine(ps, EngineConfig(max_out_of_orderness_ms=30_000), now_ms=lambda: 0)
+            res = [eng.process(events[i:i + batch]) for i in range(0, len(events), batch)]
+            outs.append(_records([*res, eng.finish()]))
+    finally:
+        engine_mod.run_shared = real_run_shared  # type: ignore[assignment]
+        PatternRuntime.stage = real_stage  # type: ignore[method-assign]
+    assert outs[0] == outs[1] and len(outs[0]) > 20
+    shared = [x for x in seen["shared"] if x[0] != "unkeyed"]
+    alone = seen["alone"]
+    assert len(shared) == len(alone) > 100
+    omitted = 0
+    for (name, cands, ticks), (name2, cands2, ticks2, _) in zip(shared, alone, strict=True):
+        assert name == name2 and cands == cands2, name
+        assert set(ticks) <= set(ticks2), name
+        for i, key, deadline, ts in set(ticks2) - set(ticks):
+            omitted += 1  # no run of the key ends by the tick's time
+            assert deadline > ts and key is not None, (name, i)
+    shared_unkeyed = [x[1] for x in seen["shared"] if x[0] == "unkeyed"]
+    alone_unkeyed = [id(d) for x in alone for d in x[3]]
+    assert sorted(i for u in shared_unkeyed for i in u) == sorted(alone_unkeyed)
+    assert omitted  # the rule that leaves ticks out was exercised
