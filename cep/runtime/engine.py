@@ -88,10 +88,13 @@ from cep.runtime.state_codec import (
     STATE_PREFIX,
     decode_state,
     encode_state,
+    in_memory_order,
     parse_state_key,
+    paused_gc,
     state_key,
 )
 from cep.scoring.threads import ThreadLimit
+from cep.state.codec import key_json, parse_key, state_key_at, state_prefix
 from cep.state.store import StateStore
 from cep.streams import DEFAULT_TIME, PLAUSIBLE_MS, StreamSchema, TimeSpec, read_time
 from cep.values import path_get
@@ -876,22 +879,24 @@ class Engine:
             raise RuntimeError("tasks are open: checkpoint each with task(t).checkpoint()")
         puts: dict[bytes, bytes | None] = dict.fromkeys(self._removed)
         taken: list[tuple[PatternRuntime, set[Any], int, int]] = []
-        for rt in self._runtimes:
-            ev = rt.eviction
-            if ev is not None:
-                if rt.dirty or ev.scanned or ev.index_puts:
-                    buffered = rt.buffered_by_key() if rt.heap else {}
-                    taken.append((rt, ev.checkpoint(puts, buffered), len(ev.scanned),
-                                  len(ev.index_puts)))
-                continue
-            if not rt.dirty:
-                continue
-            buffered = rt.buffered_by_key()
-            for key in rt.dirty:
-                ks = rt.states.get(key)
-                sk = state_key(rt.name, rt.version, key)
-                puts[sk] = None if ks is None else encode_state(ks, buffered.get(key, []))
-            taken.append((rt, set(rt.dirty), 0, 0))
+        with paused_gc():
+            for rt in self._runtimes:
+                ev = rt.eviction
+                if ev is not None:
+                    if rt.dirty or ev.scanned or ev.index_puts:
+                        buffered = rt.buffered_by_key() if rt.heap else {}
+                        taken.append((rt, ev.checkpoint(puts, buffered), len(ev.scanned),
+                                      len(ev.index_puts)))
+                    continue
+                if not rt.dirty:
+                    continue
+                waiting = rt.buffered_by_key().get
+                get, pfx = rt.states.get, state_prefix(rt.name, rt.version)
+                for key in in_memory_order(rt.dirty, rt.states):
+                    ks = get(key)
+                    puts[pfx + key_json(key)] = (None if ks is None
+                                                 else encode_state(ks, waiting(key, ())))
+                taken.append((rt, set(rt.dirty), 0, 0))
         self._taken = (len(self._removed), taken)
         seq, arrival = next(self._seq), next(self._arrival)
         self._seq, self._arrival = count(seq + 1), count(arrival + 1)
@@ -961,39 +966,52 @@ class Engine:
         counted, and deleted by the next checkpoint. Restored partitions count as just
         seen: their idle timeout runs from now."""
         by_id = {(rt.name, rt.version): rt for rt in self._runtimes}
+        # the runtime of each state prefix seen (None: not loaded now)
+        by_prefix: dict[bytes, PatternRuntime | None] = {}
         stats: Counter[str] = Counter()
+        keys = runs = in_store = 0
         indexed = False  # the store has timer entries (the meta entry comes first)
-        for k, v in items:
-            if k == META_PREFIX + b"engine":
-                meta = orjson.loads(v)
-                indexed = bool(meta.get("timer_index"))
-                self._seq = count(meta["seq"] + 1)
-                self._arrival = count(meta["arrival"] + 1)
-                for c in meta["clocks"]:
-                    clock = self._clocks.get(tuple(c["key"]))
-                    if clock is not None:
-                        clock.restore(_unnum(c["watermark"]),
-                                      {_unpart(p): ts for p, ts in c["partitions"]})
-                continue
-            if not k.startswith(STATE_PREFIX):
-                continue
-            name, version, key = parse_state_key(k)
-            rt = by_id.get((name, version))
-            if rt is None:
-                stats["skipped"] += 1
-                self._removed.append(k)
-                continue
-            if rt.eviction is not None:  # loaded under the bound, else left in the store
-                stats["keys"] += 1
-                if rt.eviction.restored(key, v, indexed):
-                    stats["runs"] += len(rt.states[key].runs)
+        meta_key = META_PREFIX + b"engine"
+        with paused_gc():
+            for k, v in items:
+                if k == meta_key:
+                    meta = orjson.loads(v)
+                    indexed = bool(meta.get("timer_index"))
+                    self._seq = count(meta["seq"] + 1)
+                    self._arrival = count(meta["arrival"] + 1)
+                    for c in meta["clocks"]:
+                        clock = self._clocks.get(tuple(c["key"]))
+                        if clock is not None:
+                            clock.restore(_unnum(c["watermark"]),
+                                          {_unpart(p): ts for p, ts in c["partitions"]})
+                    continue
+                if not k.startswith(STATE_PREFIX):
+                    continue
+                at = state_key_at(k)
+                pfx = k[:at]
+                if pfx in by_prefix:
+                    rt = by_prefix[pfx]
                 else:
-                    stats["keys_in_store"] += 1
-                continue
-            ks, buffered = decode_state(key, v)
-            rt.load_key(key, ks, buffered)
-            stats["keys"] += 1
-            stats["runs"] += len(ks.runs)
+                    name, version, _ = parse_state_key(k)
+                    rt = by_prefix[pfx] = by_id.get((name, version))
+                if rt is None:
+                    stats["skipped"] += 1
+                    self._removed.append(k)
+                    continue
+                key = parse_key(k, at)
+                keys += 1
+                if rt.eviction is not None:  # loaded under the bound, else left in the store
+                    if rt.eviction.restored(key, v, indexed):
+                        runs += len(rt.states[key].runs)
+                    else:
+                        in_store += 1
+                    continue
+                ks, buffered = decode_state(key, v)
+                rt.load_key(key, ks, buffered)
+                runs += len(ks.runs)
+        for name, n in (("keys", keys), ("runs", runs), ("keys_in_store", in_store)):
+            if n:
+                stats[name] += n
         return dict(stats)
 
     # -- figures

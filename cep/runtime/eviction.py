@@ -46,8 +46,15 @@ import orjson
 
 from cep.runtime.matcher import INF, KeyState
 from cep.runtime.pattern_runtime import timer_tie
-from cep.runtime.state_codec import decode_state, encode_state, parse_state_key
+from cep.runtime.state_codec import (
+    decode_state,
+    encode_state,
+    has_buffered,
+    parse_state_key,
+    stored_timer,
+)
 from cep.state.codec import (
+    TIMER_BIAS,
     deadline_value,
     key_json,
     parse_timer_key,
@@ -61,7 +68,6 @@ from cep.state.store import StateStore
 if TYPE_CHECKING:
     from cep.runtime.pattern_runtime import PatternRuntime
 
-_BUF_EMPTY = b'"buf":[]'
 # the heap is compacted when it holds this many more timers than twice the keys in
 # memory (resident or spilled)
 HEAP_SLACK = 4096
@@ -89,29 +95,11 @@ def release_memory() -> None:
         _TRIM(0)
 
 
-def has_buffered(blob: bytes) -> bool:
-    """Does an encoded key state hold buffered events? (Without decoding it: the
-    encoder writes "runs" and "held", lists of numbers, before "buf", so the first
-    `"buf":` is the top-level one. Without one, another layout: assume it has, which
-    only costs memory: the key is loaded.)"""
-    at = blob.find(b'"buf":')
-    return at < 0 or blob[at:at + len(_BUF_EMPTY)] != _BUF_EMPTY
-
-
 def timer_at(ks: KeyState) -> float:
     """Where a key's timer stands: its `scheduled` time, which may be before its
     deadline (a timer is not moved when the deadline moves later) and orders the
     outputs of keys firing in the same watermark step; INF without a deadline."""
     return INF if ks.deadline == INF else min(ks.scheduled, ks.deadline)
-
-
-def stored_timer(blob: bytes) -> float:
-    """`timer_at` of an encoded key state."""
-    doc = orjson.loads(blob)
-    d, s = doc.get("deadline"), doc.get("scheduled")
-    if d is None:
-        return INF
-    return d if s is None else min(d, s)  # type: ignore[no-any-return]
 
 
 class Eviction:
@@ -249,19 +237,36 @@ class Eviction:
         for k in self.scanned:
             puts[k] = None
         puts.update(self.index_puts)
-        get = rt.states.get
-        spilled = self.spilled.get
-        none: tuple[None, float] = (None, INF)
-        for key in rt.dirty:
-            ks = get(key)
+        lru, spilled, dirty = rt.states, self.spilled, rt.dirty
+        waiting = buffered.get
+        # the resident keys that changed, in LRU order when most did (memory order:
+        # see `in_memory_order`); then the spilled ones in the order they left
+        if len(dirty) >= len(lru):
+            resident = [k for k in lru if k in dirty]
+        else:
+            resident = [k for k in dirty if k in lru]
+        bias = TIMER_BIAS
+        for key in resident:
+            ks = lru[key]
             kj = key_json(key)
-            if ks is not None:
-                puts[spfx + kj] = encode_state(ks, buffered.get(key, []))
-                d = timer_at(ks)
-            else:
-                puts[spfx + kj], d = spilled(key, none)
+            puts[spfx + kj] = encode_state(ks, waiting(key, ()))
+            d = ks.deadline
             if d < INF:
-                puts[tpfx + timer_time(d) + kj] = deadline_value(d)
+                d = min(ks.scheduled, d)  # timer_at(ks)
+                # timer_key(...) and deadline_value(d), inline: 2 calls per key less
+                puts[tpfx + (int(d // 1) + bias).to_bytes(8, "big") + kj] = str(d).encode()
+        n = len(resident)
+        for key, (blob, d) in spilled.items():
+            if key in dirty:  # (always: only changed keys are spilled)
+                n += 1
+                kj = key_json(key)
+                puts[spfx + kj] = blob
+                if d < INF:
+                    puts[tpfx + (int(d // 1) + bias).to_bytes(8, "big") + kj] = str(d).encode()
+        if n < len(dirty):  # gone since the last checkpoint: deleted
+            for key in dirty:
+                if key not in lru and key not in spilled:
+                    puts[spfx + key_json(key)] = None
         return set(rt.dirty)
 
     def checkpointed(self, keys: set[Any], scanned: int, index: int) -> int:

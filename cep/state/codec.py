@@ -22,7 +22,7 @@ import orjson
 STATE_PREFIX = b"s\x00"
 META_PREFIX = b"m\x00"
 TIMER_PREFIX = b"t\x00"
-_BIAS = 2**63
+TIMER_BIAS = 2**63
 
 
 def encode_key(key: Any) -> Any:
@@ -37,7 +37,7 @@ def decode_key(obj: Any) -> Any:
 
 def key_json(key: Any) -> bytes:
     """A key as it ends a state or timer entry's store key."""
-    return orjson.dumps(encode_key(key))
+    return orjson.dumps(encode_key(key) if key.__class__ is tuple else key)
 
 
 def state_prefix(pattern: str, version: int) -> bytes:
@@ -55,6 +55,17 @@ def parse_state_key(k: bytes) -> tuple[str, int, Any]:
     return name.decode(), int(version), decode_key(orjson.loads(key))
 
 
+def state_key_at(k: bytes) -> int:
+    """Where the key JSON of a state entry starts (after `state_prefix(...)`)."""
+    return k.index(b"\x00", k.index(b"\x00", len(STATE_PREFIX)) + 1) + 1
+
+
+def parse_key(k: bytes, at: int) -> Any:
+    """The key of a store entry whose key JSON starts at `at`."""
+    obj = orjson.loads(k[at:])
+    return decode_key(obj) if obj.__class__ is dict else obj
+
+
 def timer_prefix(pattern: str, version: int) -> bytes:
     """The prefix of one pattern version's timer entries."""
     return TIMER_PREFIX + pattern.encode() + b"\x00" + str(version).encode() + b"\x00"
@@ -62,7 +73,7 @@ def timer_prefix(pattern: str, version: int) -> bytes:
 
 def timer_time(deadline: float) -> bytes:
     """The 8 bytes that order timer entries: floor(deadline), biased, big endian."""
-    return (int(deadline // 1) + _BIAS).to_bytes(8, "big")
+    return (int(deadline // 1) + TIMER_BIAS).to_bytes(8, "big")
 
 
 def timer_key(prefix: bytes, deadline: float, key: Any) -> bytes:
@@ -79,5 +90,5 @@ def deadline_value(deadline: float) -> bytes:
 def parse_timer_key(prefix: bytes, k: bytes) -> tuple[int, Any]:
     """(floor of the deadline, key) of an entry under `prefix`."""
     at = len(prefix)
-    return (int.from_bytes(k[at:at + 8], "big") - _BIAS,
+    return (int.from_bytes(k[at:at + 8], "big") - TIMER_BIAS,
             decode_key(orjson.loads(k[at + 8:])))

@@ -1,5 +1,15 @@
 """RocksDB state store (rocksdict in raw mode: bytes in, bytes out, never pickle).
 
+Writes. `write_batch` is atomic and durable when it returns. A batch of fewer than
+`BULK_PUTS` entries is one synced `WriteBatch` (WAL, then memtable). A larger one (a
+checkpoint after many keys changed, a changelog restore) is written, in key order,
+into one table file by `SstFileWriter` (synced when finished) and ingested: RocksDB
+links the file into the database and records it in its synced MANIFEST, all of it or
+nothing. No WAL and no memtable: measured with 2M puts of a 1M-key checkpoint, 1.4 s
+CPU instead of 2.6 s for the batch plus 0.6 s for the memtable's later flush. A crash
+before the ingestion leaves the store as it was (the half-written file is in
+`bulk/`, removed at the next open).
+
 Integrity: the database is opened with paranoid checks, every read verifies block
 checksums, and every iteration checks the iterator's status when it ends, so a damaged
 file is an error (`StateCorruptionError`), never a silently shorter state. `verify()`
@@ -9,20 +19,27 @@ reads every key once (at start-up) to find damage before the engine is loaded.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator, Mapping
+from itertools import count
+from operator import itemgetter
 from pathlib import Path
 
 from rocksdict import (
     AccessType,
     BlockBasedOptions,
+    IngestExternalFileOptions,
     Options,
     Rdict,
     ReadOptions,
+    SstFileWriter,
     WriteBatch,
     WriteOptions,
 )
 
 from cep.errors import CepError
+
+_files = count()
 
 
 class StateStoreError(CepError):
@@ -35,6 +52,12 @@ class StateCorruptionError(StateStoreError):
     """A checksum mismatch or another sign of damage in the state store's files: the
     state read from it would be incomplete. Exactly-once mode rebuilds it from the
     changelog; at-least-once mode stops (see docs/operations.md, "Faults")."""
+
+
+# a batch with at least this many puts and deletes is written as one ingested table
+# file instead of a WriteBatch (see above; below it the WAL is cheaper: one table file
+# per checkpoint of a few keys would leave many small files to compact)
+BULK_PUTS = 50_000
 
 
 def _is_corruption(exc: BaseException) -> bool:
@@ -54,6 +77,11 @@ class RocksStore:
         table = BlockBasedOptions()
         table.set_bloom_filter(10, False)
         opts.set_block_based_table_factory(table)
+        self._opts = opts
+        self._bulk = self.path / "bulk"  # table files being written, then ingested
+        if not read_only:
+            for f in self._bulk.glob("*.sst"):  # a crash before their ingestion
+                f.unlink()
         try:
             self._db = Rdict(
                 str(self.path), options=opts,
@@ -76,11 +104,18 @@ class RocksStore:
         return None if v is None else bytes(v)
 
     def write_batch(self, puts: Mapping[bytes, bytes | None]) -> None:
-        wb = WriteBatch(raw_mode=True)
+        """Every put (None: delete), atomically and durably (see the module's doc)."""
         # in key order: RocksDB inserts a sorted batch into its memtable several times
-        # faster (300k keys of one checkpoint: 0.3 s instead of 2.9 s, the sort 0.3 s)
-        for k in sorted(puts):
-            v = puts[k]
+        # faster (300k keys of one checkpoint: 0.3 s instead of 2.9 s, the sort 0.3 s),
+        # and a table file must be written in key order
+        # (sorting the items by their key: 2M entries 1.7 s, sorting the keys and then
+        # looking each up 3.5 s)
+        entries = sorted(puts.items(), key=itemgetter(0))
+        if len(entries) >= BULK_PUTS:
+            self._ingest(entries)
+            return
+        wb = WriteBatch(raw_mode=True)
+        for k, v in entries:
             if v is None:
                 wb.delete(k)
             else:
@@ -89,6 +124,26 @@ class RocksStore:
             self._db.write(wb, self._sync)
         except Exception as exc:
             raise self._error("writing", exc) from exc
+
+    def _ingest(self, entries: list[tuple[bytes, bytes | None]]) -> None:
+        self._bulk.mkdir(exist_ok=True)
+        f = self._bulk / f"{os.getpid()}-{next(_files)}.sst"
+        try:
+            w = SstFileWriter(options=self._opts)
+            w.open(str(f))
+            for k, v in entries:
+                if v is None:
+                    del w[k]
+                else:
+                    w[k] = v
+            w.finish()  # synced
+            opts = IngestExternalFileOptions()
+            opts.set_move_files(True)  # linked into the database, not copied
+            self._db.ingest_external_file([str(f)], opts)
+        except Exception as exc:
+            raise self._error("writing", exc) from exc
+        finally:
+            f.unlink(missing_ok=True)
 
     def items(self, prefix: bytes = b"", start: bytes | None = None
               ) -> Iterator[tuple[bytes, bytes]]:

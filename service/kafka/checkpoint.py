@@ -17,7 +17,7 @@ At-least-once (`AtLeastOnceCheckpoint.commit`):
 2. per task: the engine's state deltas (`checkpoint()`) plus the input offsets,
    produced to the task's changelog partition, then the marker; flush (a failure:
    `RewindError`; a restore ignores records after the last marker);
-3. per task: write them in ONE RocksDB WriteBatch (atomic, synced) with the
+3. per task: write them in ONE RocksDB write (`write_batch`: atomic, synced) with the
    changelog offset reached; only then `checkpointed()` forgets those deltas;
 4. commit the same offsets to the consumer group (for lag monitoring; the task
    store's offsets, restored from the changelog where needed, win on assignment).
@@ -36,7 +36,7 @@ are already in the open transaction:
 4. `commit_transaction()`: alerts, dead letters, state and input offsets become
    visible to read_committed consumers together, or not at all; then
    `engine.checkpointed()` (the changelog holds the deltas);
-5. write the same deltas to RocksDB in ONE WriteBatch, with the changelog offset
+5. write the same deltas to RocksDB in ONE atomic write, with the changelog offset
    they reach (RocksDB is a cache of the changelog: it may lag, never lead).
 
 A crash before 4 aborts the transaction (the next `init_transactions` with the same
