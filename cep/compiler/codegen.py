@@ -113,13 +113,13 @@ class ExprCompiler:
     def prologue(self) -> list[str]:
         # the event of a stage, looked up once per call: most often the head of the
         # path (the stage just before this one), else a walk back (`_one`)
-        out = [f"_s{i} = path if path is not None and path.stage == {i} else _one(path, {i})"
+        out = [f"_s{i} = path.ev if path is not None and path.stage == {i} else _one(path, {i})"
                for i in sorted(self.stage_cache)]
         for path, var in self.fields.items():
             if self.context == "event":
                 src = self.field_read(path)
             else:
-                src = f"_path(path.data, {path!r})"
+                src = f"_path(path.ev.data, {path!r})"
             out.append(f"{var} = {src}")
         return out
 
@@ -257,7 +257,7 @@ class ExprCompiler:
         if r.kind == "let":
             base = f"lets[{self.let_index[r.head]}]"
             if self.context == "match":
-                base = f"_evlet(path, {self.let_index[r.head]})"
+                base = f"_evlet(path.ev, {self.let_index[r.head]})"
             return base if not r.path else f"_path({base}, {r.path!r})"
         if r.kind == "field":
             return self._field(r.path)

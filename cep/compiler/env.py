@@ -184,12 +184,11 @@ def negate(a: Any) -> Any:
 
 
 def stage_events(node: Any, stage: int) -> list[Any]:
-    """Events a partial match took under `stage`, oldest first (a path node is its
-    event: cep/runtime/matcher.py)."""
+    """Events a partial match took under `stage`, oldest first."""
     out = []
     while node is not None:
         if node.stage == stage:
-            out.append(node)
+            out.append(node.ev)
         node = node.prev
     out.reverse()
     return out
@@ -198,7 +197,7 @@ def stage_events(node: Any, stage: int) -> list[Any]:
 def stage_last(node: Any, stage: int) -> Any:
     while node is not None:
         if node.stage == stage:
-            return node
+            return node.ev
         node = node.prev
     return None
 

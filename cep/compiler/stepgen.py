@@ -183,15 +183,16 @@ class _Body:
             f"x{i} = None" for i in sorted(self.lazy)]
 
     def _stage_event(self, stage: int) -> str:
-        """Python for the last event of `stage` in `path` (a node is its event)."""
+        """Python for the last event of `stage` in `path`."""
         ctx = self.ctx
         if ctx == "None":
             return "None"
         if self.heads == {stage}:  # always the newest event
-            return ctx
+            return f"{ctx}.ev"
         if stage not in self.heads:  # never the newest: walk back
             return f"_one({ctx}, {stage})"
-        return f"{ctx} if {ctx} is not None and {ctx}.stage == {stage} else _one({ctx}, {stage})"
+        return (f"{ctx}.ev if {ctx} is not None and {ctx}.stage == {stage} "
+                f"else _one({ctx}, {stage})")
 
 
 def resting_states(program: NfaProgram) -> list[int]:

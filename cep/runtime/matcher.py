@@ -40,26 +40,16 @@ class Ev:
         self.pos = pos
 
 
-class Node(Ev):
-    """A taken event in a partial match: (stage, event) -> previous node. The node is
-    the event too (its fields copied from the `Ev` it takes, which is then free to
-    go): one object per taken event instead of two, and conditions read an earlier
-    stage's event one pointer closer. `ev` is the node itself."""
+class Node:
+    """A taken event in a partial match: (stage, event) -> previous node. Runs that
+    take the same event share its `Ev` (and the state codec writes it once)."""
 
-    __slots__ = ("prev", "stage")
+    __slots__ = ("ev", "prev", "stage")
 
     def __init__(self, stage: int, ev: Ev, prev: Node | None) -> None:
         self.stage = stage
+        self.ev = ev
         self.prev = prev
-        self.ts = ev.ts
-        self.seq = ev.seq
-        self.data = ev.data
-        self.lets = ev.lets
-        self.pos = ev.pos
-
-    @property
-    def ev(self) -> Ev:
-        return self
 
 
 class Run:
@@ -340,7 +330,7 @@ class Matcher:
         if skip == "past_last":
             best: tuple[int, int] | None = None
             while node is not None:
-                i = (node.ts, node.seq)
+                i = (node.ev.ts, node.ev.seq)
                 if best is None or i > best:
                     best = i
                 node = node.prev
@@ -351,7 +341,7 @@ class Matcher:
         found: tuple[int, int] | None = None
         while node is not None:
             if node.stage == target:
-                i = (node.ts, node.seq)
+                i = (node.ev.ts, node.ev.seq)
                 if skip == "to_last":
                     return i  # walking backwards: the first hit is the last event
                 found = i
@@ -375,7 +365,7 @@ def match_events(plan: CompiledPattern, run: Run) -> dict[str, list[Ev]]:
     per: dict[int, list[Ev]] = {}
     node = run.path
     while node is not None:
-        per.setdefault(node.stage, []).append(node)
+        per.setdefault(node.stage, []).append(node.ev)
         node = node.prev
     names = plan.nfa.stage_names
     return {names[i]: per[i][::-1] for i in sorted(per)}

@@ -57,7 +57,7 @@ def test_written_in_conditions_decide_as_their_functions() -> None:
         if expected:  # the run itself moved on to the final state
             (m,) = fin
             assert m is run and m.n == 2 and m.time == b.ts
-            assert [n.data for n in (m.path, m.path.prev)] == [b.data, a.data]
+            assert [n.ev for n in (m.path, m.path.prev)] == [b, a]
 
 
 def test_error_in_a_written_in_condition_points_to_its_line() -> None:
