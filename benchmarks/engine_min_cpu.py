@@ -8,7 +8,8 @@ PYTHONPATH, so two checkouts can be compared interleaved in the same session:
     done
 
 `card`: the `card_testing` pattern; `all`: the six model-free example patterns (as
-`benchmarks/engine.py`). The input is the cached file `benchmarks/engine.py` generates.
+`benchmarks/engine.py`); any other name: that one of the six (e.g. `impossible_travel`).
+The input is the cached file `benchmarks/engine.py` generates.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ NO_MODEL = ["abandoned_checkout", "account_takeover", "card_testing", "decline_b
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", choices=["card", "all"])
+    ap.add_argument("which", choices=["card", "all", *NO_MODEL])
     ap.add_argument("reps", type=int)
     ap.add_argument("--root", default=str(ROOT), help="checkout whose patterns/ to use")
     ap.add_argument("--file", default=str(ROOT / ".cache" / "bench" /
@@ -37,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     lines = Path(args.file).read_bytes().splitlines()
     batches = [[orjson.loads(x) for x in lines[i:i + 4096]] for i in range(0, len(lines), 4096)]
-    names = ["card_testing"] if args.which == "card" else NO_MODEL
+    names = {"card": ["card_testing"], "all": NO_MODEL}.get(args.which, [args.which])
     plans = compile_paths([f"{args.root}/patterns/{p}.cep" for p in names])
     tune_gc()
     times = []

@@ -8,8 +8,8 @@ imports neither the compiler nor the language front end (`cep.dsl`, lark), so th
 runtime can load without them (tests/test_layering.py).
 
 Generated code never reaches for runtime classes through its globals: the runtime
-passes `Run` and `Node` to `bind_steps`, which returns the step functions closed over
-them.
+passes `Run` and `Node` to `bind_steps`, which returns the step function (`Feed`)
+closed over them.
 """
 
 from __future__ import annotations
@@ -57,23 +57,18 @@ class Condition(Protocol):
     def __call__(self, d: Event, ts: int, key: Key, lets: Any, path: Path) -> bool: ...
 
 
-class Step(Protocol):
-    """`st<i>`: feed one event to a partial match resting in state i; successors go to
-    `out`, completed matches to `fin`. `E` memoises event-local conditions."""
+class Feed(Protocol):
+    """`feed`: feed one event to a key's partial matches (`runs`, in order), then, if
+    `start`, to the implicit start run (any event may begin a match); successors go
+    to `out`, completed matches to `fin`. Returns whether the start run added a
+    partial match."""
 
-    def __call__(self, run: Any, ev: Any, key: Key, E: list[Any], out: list[Any],
-                 fin: list[Any]) -> None: ...
-
-
-class StartStep(Protocol):
-    """`start`: the implicit start run (any event may begin a match)."""
-
-    def __call__(self, ev: Any, key: Key, E: list[Any], out: list[Any],
-                 fin: list[Any]) -> None: ...
+    def __call__(self, runs: list[Any], ev: Any, key: Key, out: list[Any], fin: list[Any],
+                 start: bool) -> bool: ...
 
 
-# (runtime Run class, runtime Node class) -> (step per NFA state or None, start step)
-BindSteps = Callable[[type, type], tuple[tuple[Step | None, ...], StartStep]]
+# (runtime Run class, runtime Node class) -> the step (cep/compiler/stepgen.py)
+BindSteps = Callable[[type, type], Feed]
 
 
 class Prefilter(Protocol):
@@ -184,7 +179,7 @@ class CompiledPattern:
     nfa: NfaProgram
     module: CompiledModule
     conds: tuple[Condition, ...]
-    bind_steps: BindSteps  # the NFA step per state, closed over the runtime's classes
+    bind_steps: BindSteps  # the NFA step, closed over the runtime's classes
     cond_local: tuple[bool, ...]  # condition reads only the current event: memoise per event
     cond_text: tuple[str, ...]
     prefilter: Prefilter

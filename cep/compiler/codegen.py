@@ -92,6 +92,7 @@ class ExprCompiler:
         self.fields: dict[tuple[str, ...], str] = {}
         self.bound: dict[int, str] = {}
         self.stage_cache: set[int] = set()
+        self.touched: set[str] = set()  # field variables read since `inline_truth` began
         self._tmp = 0
 
     # ------------------------------------------------------------ helpers
@@ -110,10 +111,13 @@ class ExprCompiler:
         return f"({t} := {src})", t
 
     def prologue(self) -> list[str]:
-        out = [f"_s{i} = _U" for i in sorted(self.stage_cache)]
+        # the event of a stage, looked up once per call: most often the head of the
+        # path (the stage just before this one), else a walk back (`_one`)
+        out = [f"_s{i} = path.ev if path is not None and path.stage == {i} else _one(path, {i})"
+               for i in sorted(self.stage_cache)]
         for path, var in self.fields.items():
             if self.context == "event":
-                src = f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
+                src = self.field_read(path)
             else:
                 src = f"_path(path.ev.data, {path!r})"
             out.append(f"{var} = {src}")
@@ -121,20 +125,33 @@ class ExprCompiler:
 
     def _field(self, path: tuple[str, ...]) -> str:
         if self.inline_fields:
-            return f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
+            return self.field_read(path)
         var = self.fields.get(path)
         if var is None:
             var = f"v{len(self.fields)}"
             self.fields[path] = var
+        self.touched.add(var)
         return var
+
+    def field_read(self, path: tuple[str, ...]) -> str:
+        """Python reading a field of the current event `d`."""
+        return f"d.get({_lit(path[0])})" if len(path) == 1 else f"_path(d, {path!r})"
+
+    def inline_truth(self, e: ast.Expr) -> tuple[str, frozenset[str], frozenset[int]]:
+        """`truth(e)` for code written into another function with the other
+        expressions of this compiler (shared field variables, distinct temporaries):
+        the code, the field variables it reads, the stages whose `_s<i>` it reads."""
+        self.touched = set()
+        self.stage_cache = set()
+        src = self.truth(e)
+        return src, frozenset(self.touched), frozenset(self.stage_cache)
 
     def _stage_event(self, stage: int) -> str:
         """Python for the (single / last) event of a stage."""
         if stage in self.bound:
             return self.bound[stage]
         self.stage_cache.add(stage)
-        v = f"_s{stage}"
-        return f"({v} if {v} is not _U else ({v} := _one(path, {stage})))"
+        return f"_s{stage}"
 
     # ------------------------------------------------------------ values
 
@@ -160,11 +177,54 @@ class ExprCompiler:
             return self._arith(e)
         return self._bool_value(e)
 
+    def _num(self, e: ast.Expr) -> tuple[str, str] | None:
+        """For an operand that is a number whenever it is not null, by construction:
+        (Python for its value when it is a number, a test that it is — "" when it
+        always is). The current event's `ts` and a stage event's `.ts` (times are
+        integers: cep/runtime/engine.py). None for anything else."""
+        if not isinstance(e, ast.Ref) or self.context != "event":
+            return None
+        r = ast.resolve_ref(e.path, self.stages, self.lets)
+        if r.kind == "special" and r.head == "ts":
+            return "ts", ""
+        if r.kind == "stage" and r.path == ("ts",) and "ts" not in self.lets:
+            ev = self._stage_event(self.stage_index[r.head])
+            if ev in self.bound.values():  # an element of a stage's events: never None
+                return f"{ev}.ts", ""
+            if _IDENT.match(ev):
+                return f"{ev}.ts", f"{ev} is not None"
+        return None
+
+    def _operand(self, e: ast.Expr) -> tuple[str, str, str]:
+        """(value when a number, the test that it is — "" when it always is, the value
+        for the total helper) of an arithmetic operand; the test assigns what the
+        other two read, so it is evaluated first."""
+        if _is_num_lit(e):
+            v = self.value(e)
+            return v, "", v
+        num = self._num(e)
+        if num is not None:
+            return num[0], num[1], self.value(e)
+        t = self._fresh()
+        return t, f"({t} := {self.value(e)}).__class__ in _NUM", t
+
     def _arith(self, e: ast.Binary) -> str:
         """Numbers take an inline fast path; anything else (null, strings, mismatches,
         division by zero) goes through the total helper."""
         fn = _ARITH_FN[e.op]
         op = e.op
+        if self._num(e.left) is not None or self._num(e.right) is not None:
+            (lf, lg, lv), (rf, rg, rv) = self._operand(e.left), self._operand(e.right)
+            tests = [f"({g})" for g in (lg, rg) if g]
+            if op in ("/", "%") and not (_is_num_lit(e.right) and e.right.value):  # type: ignore[union-attr]
+                tests = [f"({' & '.join(tests)})" if tests else "", rf]
+                tests = [t for t in tests if t]
+                guard = " and ".join(tests)
+            else:
+                guard = " & ".join(tests)
+            if not guard:
+                return f"({lf} {op} {rf})"
+            return f"({lf} {op} {rf} if {guard} else {fn}({lv}, {rv}))"
         lv, rv = self.value(e.left), self.value(e.right)
         if _is_num_lit(e.left) and _is_num_lit(e.right):
             return f"{fn}({lv}, {rv})"
@@ -487,15 +547,32 @@ class SourceBuilder:
     def add_factory(
         self, name: str, params: str, inner: list[tuple[str, str, list[str], str]],
         returns: str, source_line: int,
+        origins: dict[str, list[tuple[int, str] | None]] | None = None,
     ) -> None:
         """`def name(params):` defining the `inner` functions (name, params, body, what)
         and returning `returns`: the inner functions close over the factory's
-        parameters (values the caller passes, instead of globals of the module)."""
+        parameters (values the caller passes, instead of globals of the module).
+        `origins[fname][i]`: (pattern line, what) of body line i when it is not the
+        function's own (code written in from elsewhere, e.g. a condition)."""
         self.functions.append(FunctionSource(name, (f"def {name}({params}):",), source_line,
                                              f"{name} header"))
         for fname, fparams, body, what in inner:
             lines = [f"    def {fname}({fparams}):"] + ["        " + ln for ln in body]
-            self.functions.append(FunctionSource(fname, tuple(lines), source_line, what))
+            marks = (origins or {}).get(fname)
+            if not marks:
+                self.functions.append(FunctionSource(fname, tuple(lines), source_line, what))
+                continue
+            # one span per run of lines with the same origin (a blank line between
+            # spans is still inside the function)
+            spans: list[tuple[tuple[int, str], list[str]]] = []
+            for ln, mark in zip(lines, [None, *marks], strict=True):
+                origin = mark or (source_line, what)
+                if spans and spans[-1][0] == origin:
+                    spans[-1][1].append(ln)
+                else:
+                    spans.append((origin, [ln]))
+            self.functions.extend(FunctionSource(fname, tuple(ls), line, w)
+                                  for (line, w), ls in spans)
         self.functions.append(FunctionSource(name, (f"    return {returns}",), source_line,
                                              f"{name} result"))
 
@@ -503,8 +580,12 @@ class SourceBuilder:
         out = [f"# generated by cep for pattern {self.title!r}; deterministic, do not edit"]
         out.extend(self.module.consts)
         spans: list[tuple[int, int, int, str]] = []
+        prev = None
         for fn in self.functions:
-            out.append("")
+            if not (prev is not None and fn.name == prev.name and fn.lines[0].startswith(" ")
+                    and not fn.lines[0].lstrip().startswith(("def ", "return "))):
+                out.append("")  # a new function (not the next span of the same one)
+            prev = fn
             first = len(out) + 1
             out.extend(fn.lines)
             spans.append((first, len(out), fn.source_line, fn.what))

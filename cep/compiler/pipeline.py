@@ -29,7 +29,7 @@ from typing import Any
 from cep.compiler import codegen
 from cep.compiler.codegen import ExprCompiler, SourceBuilder
 from cep.compiler.nfa import Action, ConditionTable, NfaProgram, compile_nfa
-from cep.compiler.stepgen import generate_steps
+from cep.compiler.stepgen import Inline, generate_feed
 from cep.dsl import ast
 from cep.program import CompiledPattern, EmitPlan, FilterBlock, Kind, ScoreCall
 
@@ -192,16 +192,29 @@ def _add_conditions(b: _Build) -> tuple[list[bool], list[str]]:
 
 
 def _add_steps(b: _Build, cond_local: list[bool]) -> None:
-    """The NFA step, one function per state (stepgen.py), made by `bind_steps(Run,
-    Node)`: the runtime passes the classes the steps build."""
-    steps = generate_steps(b.program, tuple(cond_local))
-    inner = [(fname, "ev, key, E, out, fin" if fname == "start" else "run, ev, key, E, out, fin",
-              body, f"NFA step {fname}") for fname, body in steps]
-    names = {fname for fname, _ in steps}
-    per_state = "".join(f"{f'st{i}' if f'st{i}' in names else 'None'}, "
-                        for i in range(len(b.program.states)))
-    b.sb.add_factory("bind_steps", "Run, Node", inner, f"({per_state}), start",
-                     b.pattern.span.line)
+    """The NFA step (stepgen.py): `feed`, made by `bind_steps(Run, Node)` so that it
+    closes over the classes the runtime passes. Conditions are written into it
+    (field reads shared, once per event) unless they build a list (an aggregate's
+    comprehension would turn the feed's variables into closure cells) or are
+    composite; errors in their lines point to the condition's pattern line."""
+    ec = b.compiler()
+    inline: dict[int, Inline] = {}
+    conds = b.conds
+    for i, expr in enumerate(conds.exprs):
+        if i in conds.composite:
+            continue
+        src, fields, stages = ec.inline_truth(expr)
+        if " for " in src or "sc[" in src:
+            continue
+        inline[i] = Inline(src, fields, stages, expr.span.line)
+    reads = {var: ec.field_read(path) for path, var in ec.fields.items()}
+    feed = generate_feed(b.program, tuple(cond_local), inline, reads)
+    origins: list[tuple[int, str] | None] = [
+        None if m < 0 else (inline[m].line, f"condition of {conds.owner[m]}")
+        for m in feed.marks]
+    b.sb.add_factory("bind_steps", "Run, Node",
+                     [("feed", "runs, ev, key, out, fin, start", feed.lines, "NFA step")],
+                     "feed", b.pattern.span.line, {"feed": origins})
 
 
 def _add_relevance(b: _Build) -> tuple[ast.Expr, ast.Expr, bool]:

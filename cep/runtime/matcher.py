@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cep.program import CompiledPattern, Kind, Step
+from cep.program import CompiledPattern, Feed, Kind
 
 INF = float("inf")
 FINAL = int(Kind.FINAL)
@@ -41,7 +41,8 @@ class Ev:
 
 
 class Node:
-    """A taken event in a partial match: (stage, event) -> previous node."""
+    """A taken event in a partial match: (stage, event) -> previous node. Runs that
+    take the same event share its `Ev` (and the state codec writes it once)."""
 
     __slots__ = ("ev", "prev", "stage")
 
@@ -68,6 +69,9 @@ class Run:
         self.n = n
 
 
+NO_HELD: tuple[()] = ()
+
+
 class KeyState:
     """Everything one key holds for one pattern. Exists only while it has runs, held
     matches, buffered events or a pending timer."""
@@ -77,7 +81,9 @@ class KeyState:
     def __init__(self, key: Any) -> None:
         self.key = key
         self.runs: list[Run] = []
-        self.held: list[Run] = []
+        # completed matches held back by the skip strategy; most keys never hold one,
+        # so an empty key shares one empty tuple instead of owning a list (56 bytes)
+        self.held: list[Run] | tuple[()] = NO_HELD
         self.nbuf = 0
         self.deadline = INF  # the earliest time a run of this key can expire
         self.scheduled = INF  # the earliest timer queued for this key
@@ -88,10 +94,6 @@ class KeyState:
 
 # Output records: (kind, run, time) with kind "match" or "timeout".
 Output = tuple[str, Run, int]
-
-
-def _no_step(run: Any, ev: Any, key: Any, E: list[Any], out: list[Any], fin: list[Any]) -> None:
-    raise AssertionError(f"a partial match rests in state {run.state}, which has no step")
 
 
 class Matcher:
@@ -106,12 +108,10 @@ class Matcher:
         self.kind = tuple(int(s.kind) for s in prog.states)
         self.stage = tuple(s.stage for s in prog.states)
         self.expiry = prog.expiry
-        self.ncond = len(plan.conds)
-        # the generated steps, closed over the classes they build; a run never rests in
-        # a state without one (final and stop states)
-        steps, self.start_step = plan.bind_steps(Run, Node)
-        self.steps: tuple[Step, ...] = tuple(s or _no_step for s in steps)
+        # the generated step, closed over the classes it builds
+        self.feed: Feed = plan.bind_steps(Run, Node)
         self.skip = plan.skip_kind
+        self.skip_none = self.skip == "none"
         self.skip_stage = plan.skip_stage
         self.handle_timeouts = plan.timeout is not None
         # Runs expire only by the pattern window: a run's deadline is start_ts + window,
@@ -123,51 +123,87 @@ class Matcher:
         # complete): with no held matches either, expiry just deletes
         self.quiet = not self.handle_timeouts and PENDING not in self.kind
         # window_only: (start_ts + window, key state) per event that started a run, in
-        # time order (the runtime's timer queue; see PatternRuntime.drain)
-        self.queue: Any = None
+        # time order (the runtime's timer queue; see PatternRuntime.drain); setting it
+        # makes `process` again
+        self._queue: Any = None
+        self.process: Callable[..., None] = self._make_process()
+        # advance(ks, t, out): Flink's advanceTime: expire the runs whose windows
+        # passed by time `t`
+        self.advance: Callable[[KeyState, int | float, list[Output]], None] = (
+            self._advance_window if self.window_only else self._advance)
 
     # ------------------------------------------------------------ one event
 
-    def process(self, ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
-        """Feed one event (after `advance(ks, ev.ts)`): Flink's doProcess. Each run takes
-        the generated step of its state (cep/compiler/stepgen.py). `start=False`: the
-        event may extend partial matches but not begin one (a replaced version)."""
-        E: list[Any] = [None] * self.ncond
-        key = ks.key
-        new_runs: list[Run] = []
+    @property
+    def queue(self) -> Any:
+        return self._queue
+
+    @queue.setter
+    def queue(self, q: Any) -> None:
+        self._queue = q
+        self.process = self._make_process()
+
+    def _make_process(self) -> Callable[..., None]:
+        """`process(ks, ev, out, start=True)`: feed one event (after `advance(ks,
+        ev.ts)`): Flink's doProcess. Each run takes the generated block of its state
+        (cep/compiler/stepgen.py). `start=False`: the event may extend partial matches
+        but not begin one (a replaced version).
+
+        A closure made for this pattern's case (window-only or not, skip strategy,
+        queue): one call per event and no attribute lookups on the way."""
+        feed = self.feed
+        on_error = self.on_error
+        plan = self.plan
+        release = self._release
+        queue = self._queue
+        window = self.window
+        next_deadline = self.next_deadline
+        window_only = self.window_only
+        skip_none = self.skip_none
+
+        # completed matches of one event: one list, emptied after each event (what
+        # takes them copies them out)
         potential: list[Run] = []
-        steps = self.steps
-        try:
-            for run in ks.runs:
-                steps[run.state](run, ev, key, E, new_runs, potential)
-            if start:
-                n = len(new_runs)
-                self.start_step(ev, key, E, new_runs, potential)
-                if len(new_runs) > n and self.queue is not None:
-                    self.queue.append((ev.ts + self.window, ks))
-        except Exception as exc:  # generated code is total; this is a bug guard
-            self.on_error(self.plan.module.error(exc, self.plan.name))
-            return
-        ks.runs = new_runs
-        ks.deadline = self._deadline(ks)
-        if self.skip == "none":
-            if potential:
-                if len(potential) > 1:
-                    potential.sort(key=_match_order)
-                for r in potential:
-                    out.append(("match", r, r.time))
-            return
-        if potential or ks.held:
-            self._release(ks, potential, out)
+
+        def process(ks: KeyState, ev: Ev, out: list[Output], start: bool = True) -> None:
+            new_runs: list[Run] = []
+            try:
+                started = feed(ks.runs, ev, ks.key, new_runs, potential, start)
+            except Exception as exc:  # generated code is total; this is a bug guard
+                potential.clear()
+                on_error(plan.module.error(exc, plan.name))
+                return
+            ks.runs = new_runs
+            if window_only:  # runs in start order: the first expires first
+                if started and queue is not None:
+                    d = ev.ts + window
+                    queue.append((d, ks))
+                    # the new run is the key's only one: its deadline is the key's (one
+                    # int object for the queue entry, the deadline and the timer)
+                    ks.deadline = d if len(new_runs) == 1 else new_runs[0].start_ts + window
+                else:
+                    ks.deadline = new_runs[0].start_ts + window if new_runs else INF
+            else:
+                ks.deadline = next_deadline(ks) if new_runs else INF
+            if skip_none:
+                if potential:
+                    if len(potential) > 1:
+                        potential.sort(key=_match_order)
+                    for r in potential:
+                        out.append(("match", r, r.time))
+                    potential.clear()
+                return
+            if potential or ks.held:
+                release(ks, potential, out)
+                potential.clear()
+
+        return process
 
     # ------------------------------------------------------------ time
 
-    def advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
-        """Flink's advanceTime: expire runs whose windows passed by time `t`."""
+    def _advance(self, ks: KeyState, t: int | float, out: list[Output]) -> None:
+        """`advance` in general."""
         if not ks.runs:
-            return
-        if self.window_only:
-            self._advance_window(ks, t, out)
             return
         window = self.window
         expiry = self.expiry
@@ -203,6 +239,8 @@ class Matcher:
         """`advance` when runs expire only by the pattern window: the expired runs are
         the prefix of the key's runs that started at or before t - window."""
         runs = ks.runs
+        if not runs:
+            return
         window = self.window
         limit = t - window
         if runs[0].start_ts > limit:
@@ -258,10 +296,14 @@ class Matcher:
 
     def _release(self, ks: KeyState, potential: list[Run], out: list[Output]) -> None:
         """Flink's processMatchesAccordingToSkipStrategy."""
-        held = ks.held
+        held: list[Run] = ks.held if isinstance(ks.held, list) else []
         if potential:
             held.extend(potential)
             held.sort(key=_match_order)
+        if not held:
+            ks.held = NO_HELD
+            ks.deadline = self._deadline(ks)
+            return
         runs = ks.runs
         earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
         while held:
@@ -276,6 +318,7 @@ class Matcher:
                 held[:] = [h for h in held if not _pruned(h, pid, strict)]
                 earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
             out.append(("match", m, m.time))
+        ks.held = held if held else NO_HELD
         # pruning may have removed the runs that determined the key's next deadline
         ks.deadline = self._deadline(ks)
 

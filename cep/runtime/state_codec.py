@@ -146,11 +146,14 @@ def decode_state(key: Any, blob: bytes) -> tuple[KeyState, list[tuple[int, Ev]]]
         if p >= 0:
             node.prev = nodes[p]
     ks = KeyState(key)
-    for flat_runs, out in ((runs, ks.runs), (held, ks.held)):
+    held_runs: list[Run] = []  # a key's own list only when it holds matches
+    for flat_runs, out in ((runs, ks.runs), (held, held_runs)):
         for i in range(0, len(flat_runs), 6):
             at = flat_runs[i + 1]
             out.append(Run(flat_runs[i], nodes[at] if at >= 0 else None, flat_runs[i + 2],
                            flat_runs[i + 3], flat_runs[i + 4], flat_runs[i + 5]))
+    if held_runs:
+        ks.held = held_runs
     ks.deadline = INF if d is None else d
     ks.scheduled = INF if s is None else s
     buffered: list[tuple[int, Ev]] = []

@@ -42,7 +42,7 @@ def test_generated_module_has_no_builtins() -> None:
     allowed = set(env.make_namespace()) | {f"c{i}" for i in range(10)}
     for name in ("c0", "c1", "prefilter", "emit"):
         code = plan.module.namespace[name].__code__
-        assert set(code.co_names) - {"get", "append", "__class__", "ev", "data", "ts"} <= (
+        assert set(code.co_names) - {"get", "append", "__class__", "ev", "data", "ts", "stage"} <= (
             allowed | set(plan.module.namespace)
         )
 

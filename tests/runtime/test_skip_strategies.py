@@ -198,3 +198,27 @@ def test_skip_to_first_last_prune_strictly_before_the_target(
     skip: str, spec: str, expected: list[str]
 ) -> None:
     assert matches(pattern(LOOP_OPT, skip), spec) == expected
+
+
+def test_held_matches_are_per_key_and_the_empty_hold_is_shared() -> None:
+    """Keys without held matches share one empty, immutable hold (no list per key);
+    a key that holds a match has its own list, and goes back to the shared one."""
+    from cep.compiler.pipeline import compile_pattern
+    from cep.dsl.parser import parse
+    from cep.runtime.matcher import NO_HELD, Ev, KeyState, Matcher
+
+    plan = compile_pattern(parse(
+        'pattern p { match a where t == "a" then b where t == "b" and v == a.v }'
+    ).patterns[0])
+    m = Matcher(plan, lambda exc: None)
+    k1, k2 = KeyState("k1"), KeyState("k2")
+    assert k1.held is NO_HELD and k2.held is NO_HELD
+    out: list = []
+    for seq, (ks, t, v) in enumerate([(k1, "a", 1), (k1, "a", 2), (k2, "a", 2), (k1, "b", 2)]):
+        m.process(ks, Ev(seq, seq, {"t": t, "v": v}, None, None), out)
+    assert out == [] and len(k1.held) == 1  # waits for the partial match started first
+    assert k2.held is NO_HELD and isinstance(k1.held, list)
+    m.process(k1, Ev(9, 9, {"t": "b", "v": 1}, None, None), out)
+    # the earlier match is released; past its last event the held one is pruned
+    assert [(kind, r.start_ts) for kind, r, _ in out] == [("match", 0)]
+    assert k1.held is NO_HELD
