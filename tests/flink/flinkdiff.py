@@ -475,7 +475,10 @@ def explain(case: dict[str, Any], want: Outcome, got: Outcome,
       prunes the others) is left to Flink's priority queue;
     - `quiet-key-timer` (difference 3): the same matches, and cep only has more
       timed-out partial matches, each of a key that receives no event at or after the
-      deadline: Flink evaluates a key's windows only when one of its events is due."""
+      deadline: Flink evaluates a key's windows only when one of its events is due;
+    - `stage-window+tie-order` (both at once, checked last): the pattern has a stage
+      `within` and a skip strategy, and the same case without its stage windows
+      differs from Flink's outcome of that variant only as `tie-order` allows."""
     if want[:1] in ([("error",)], [("oracle-timeout",)]) or got == [("error",)]:
         return None
     p = case["pattern"]
@@ -487,6 +490,11 @@ def explain(case: dict[str, Any], want: Outcome, got: Outcome,
         return "tie-order"
     if _quiet_key_timeouts(case, want, got):
         return "quiet-key-timer"
+    if (_has_stage_window(p["steps"]) and control is not None
+            and p["skip"]["kind"] != "none"):
+        variant = without_stage_windows(case)
+        if variant is not case and _ties_only(variant, control, run_cep(variant)):
+            return "stage-window+tie-order"
     return None
 
 
