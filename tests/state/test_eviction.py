@@ -61,6 +61,12 @@ def run(make: Callable[[], Engine], batches: Sequence[list[dict[str, Any]]],
     engine = make()
     if store is not None:
         engine.use_store(store)
+    return go_on(engine, batches, store, every)
+
+
+def go_on(engine: Engine, batches: Sequence[list[dict[str, Any]]],
+          store: StateStore | None = None, every: int = 1) -> list[dict[str, Any]]:
+    """`run` with an engine already made (e.g. restored from `store`)."""
     out = []
     for i, batch in enumerate(batches):
         out += [a.record for a in engine.process(batch).alerts]
@@ -198,10 +204,7 @@ def test_restart_from_a_store_with_evicted_keys(name: str, bulk: bool, tmp_path:
         assert stats["keys"] >= 1
         if name == "impossible_travel":  # two keys left in the store, read when needed
             assert stats["keys_in_store"] == 2
-        for b in batches[cut:]:
-            got += [a.record for a in engine.process(b).alerts]
-            checkpoint(engine, store)
-        got += [a.record for a in engine.finish().alerts]
+        got += go_on(engine, batches[cut:], store)
     finally:
         store.close()
     assert got == want
@@ -234,10 +237,7 @@ def test_timeouts_of_keys_left_in_the_store_by_a_restart(tmp_path: Path) -> None
         stats = engine.restore(store.items())
         assert stats["keys_in_store"] == 6
         assert resident(engine) == 2
-        for b in rest:
-            got += [a.record for a in engine.process(b).alerts]
-            checkpoint(engine, store)
-        got += [a.record for a in engine.finish().alerts]
+        got += go_on(engine, rest, store)
     finally:
         store.close()
     assert got == want
