@@ -300,10 +300,6 @@ class Matcher:
         if potential:
             held.extend(potential)
             held.sort(key=_match_order)
-        if not held:
-            ks.held = NO_HELD
-            ks.deadline = self._deadline(ks)
-            return
         runs = ks.runs
         earliest = min((r.start_ts, r.start_seq) for r in runs) if runs else None
         while held:
