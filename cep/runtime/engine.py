@@ -67,6 +67,7 @@ import orjson
 
 from cep.counters import COUNTERS
 from cep.errors import ModelError
+from cep.gc_pause import paused_gc
 from cep.program import CompiledPattern, EmitPlan
 from cep.runtime.alerts import make_alert
 from cep.runtime.clock import Clock, wall_ms
@@ -90,7 +91,6 @@ from cep.runtime.state_codec import (
     encode_state,
     in_memory_order,
     parse_state_key,
-    paused_gc,
     state_key,
 )
 from cep.scoring.threads import ThreadLimit

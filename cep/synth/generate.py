@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from cep.gc_pause import paused_gc
 from cep.synth.background import Block, make_background
 from cep.synth.incidents import INCIDENTS
 from cep.synth.near_misses import NEAR_MISSES
@@ -74,21 +72,8 @@ def generate(
             lambda ids: [{"id": i, **e} for i, e in zip(ids, injected, strict=True)],
         )
     )
-    with _gc_paused():
+    with paused_gc():
         return _assemble(blocks)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a million acyclic dicts makes the cyclic GC rescan them over and over;
-    pause it meanwhile (the dicts hold only strings, numbers and bools)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _inject(plan: Planner, n_events: int, incident_rate: float) -> None:
