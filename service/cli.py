@@ -5,6 +5,7 @@ other way round."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 from cep import cli as engine_cli
 from service import logs
 from service.alerts_tail import DEFAULT_RETRIES
+from service.stop_signal import StopSignal
+
+log = logging.getLogger("cep.service")
 
 
 def _positive(text: str) -> int:
@@ -22,9 +26,12 @@ def _positive(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.main import serve
+    logs.configure(args.log_level, args.log_format)
+    with StopSignal() as stop:  # before the imports and the start-up it covers
+        log.debug("start-up: SIGTERM and SIGINT now stop the service cleanly")
+        from service.main import serve
 
-    result: int = serve(args)
+        result: int = serve(args, stop)
     return result
 
 

@@ -10,7 +10,9 @@ finish (a `POST /events` batch being processed completes and gets its answer); o
 alert streams are ended at once (clients reconnect elsewhere with Last-Event-ID);
 then the engine loop finishes the batches already queued and stops, and the Kafka
 runner finishes its batch and checkpoints. The command then exits 0 (1 if the Kafka
-runner died, 2 for a configuration error).
+runner died, 2 for a configuration error). A stop before uvicorn serves
+(service/stop_signal.py) lets the start-up step in progress finish, stops the engine
+without serving and exits 0 too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service import logs
 from service.api.app import create_app
 from service.config import Settings, load_settings
 from service.service_state import ServiceState
+from service.stop_signal import StopSignal
 
 log = logging.getLogger("cep.service")
 
@@ -76,7 +79,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, stop: StopSignal | None = None) -> int:
+    """Run the service until a stop signal. `stop`: the start-up's signal handler
+    (`cep serve` installs it before importing this module); without one, a signal
+    before uvicorn serves has its default effect."""
+    stop = stop or StopSignal()
     level = getattr(args, "log_level", None) or "info"
     logs.configure(level, getattr(args, "log_format", None) or "text")
     try:
@@ -89,6 +96,8 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("listening on %s without an API token: anyone who can reach the port "
                     "can change patterns and models (set api.token or CEP_API_TOKEN)",
                     api.host)
+    if stop.received is not None:
+        return 0
     state = ServiceState(settings)
     try:
         state.start()
@@ -101,12 +110,17 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         state.stop()
         return 1
+    if stop.received is not None:
+        state.stop()
+        log.info("stopped during start-up, before serving")
+        return 0
     app = create_app(settings, state=state)
     config = uvicorn.Config(
         app, host=api.host, port=api.port, log_level=level, lifespan="on",
         timeout_graceful_shutdown=10, server_header=False, log_config=None,
     )
     server = _Server(config, state)
+    stop.forward_to(server.handle_exit)  # until uvicorn's own handlers are in place
     log.info("cep %s mode on http://%s:%d (docs at /docs)", state.mode, api.host, api.port)
     server.run()
     if not server.started:

@@ -1029,18 +1029,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.config)
-    engine = engine_from_settings(settings)
-    log.info("patterns: %s", ", ".join(f"{p.name}@{p.version}" for p in engine.patterns()))
     stop, ready = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("signal %d: stopping after this batch", signum)
         stop.set()
 
+    # before the start-up: a stop while the patterns compile ends it cleanly (exit 0)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID`: every thread's stack to stderr
+    settings = load_settings(args.config)
+    engine = engine_from_settings(settings)
+    log.info("patterns: %s", ", ".join(f"{p.name}@{p.version}" for p in engine.patterns()))
+    if stop.is_set():
+        return 0
     try:
         run_kafka(settings, engine, Control(), lambda alerts: None, stop, ready)
     except CepError as exc:  # KafkaRunnerError, StateStoreError (e.g. no space left), ...

@@ -197,6 +197,45 @@ def test_cep_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "patterns" / "card_testing.cep").exists()
 
 
+def test_cep_serve_stopped_while_starting_exits_cleanly(tmp_path: Path) -> None:
+    """SIGTERM while `cep serve` is still importing and loading (before uvicorn has its
+    own handlers): the start-up stops without serving and the command exits 0 (it
+    died with -15, the default action, when a scale-out test stopped an instance that
+    was still starting)."""
+    cfg = tmp_path / "cep.toml"
+    cfg.write_text(
+        f'patterns_dir = "{ROOT / "patterns"}"\ndata_dir = "{tmp_path / "var"}"\n'
+        f'models_dir = "{ROOT / "models"}"\nalerts_file = "{tmp_path / "a.jsonl"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--config", str(cfg), "--port",
+         str(free_port()), "--log-level", "debug"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[bytes] = []
+    try:
+        # the first line the start-up logs, right after installing its handler and
+        # before importing the server (which takes far longer than this test's reaction)
+        for line in proc.stdout:
+            seen.append(line)
+            if b"start-up: SIGTERM and SIGINT now stop the service cleanly" in line:
+                break
+            assert b"Started server process" not in line, b"".join(seen).decode()
+        else:
+            raise AssertionError(b"".join(seen).decode())
+        proc.send_signal(signal.SIGTERM)
+        out = b"".join(seen).decode() + proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "signal 15 during start-up" in out
+    assert "Started server process" not in out  # it never served
+    assert "Traceback" not in out
+
+
 def test_cep_serve_json_logs_at_a_level(tmp_path: Path) -> None:
     """`--log-format json`: every line of the log is one JSON object (uvicorn's too);
     `--log-level warning` leaves out the info lines."""
